@@ -1,0 +1,363 @@
+"""Typed recipe and stage configs: one place for every default and its meaning.
+
+A recipe is YAML validated by these pydantic models; ``key.path=value`` overrides on the command line are applied
+before validation. Unknown keys, wrong types and missing required fields raise :class:`RecipeError`, whose
+message names the key path and suggests the closest valid key (``sft.learnin_rate`` → ``did you mean
+'learning_rate'?``).
+
+Stages run in the fixed order of :data:`STAGE_ORDER`; a stage runs when its block is present in the recipe.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from thinktune.errors import RecipeError
+
+STAGE_ORDER = ("data", "base", "sft", "grpo", "audit")
+MODEL_STAGES = ("base", "sft", "grpo")  # stages whose output is a model the audit compares
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TinyModelConfig(_Strict):
+    """A small Qwen2 model trained from scratch (tests, quickstart); tokenizer trained on the run's data."""
+
+    vocab_size: PositiveInt = 512  # BPE vocabulary size (digits are always single tokens)
+    hidden_size: PositiveInt = 128  # model width
+    intermediate_size: PositiveInt = 512  # MLP width
+    num_layers: PositiveInt = 4  # transformer blocks
+    num_heads: PositiveInt = 4  # attention heads (hidden_size must divide evenly)
+    max_positions: PositiveInt = 512  # longest prompt + completion in tokens
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+class LoraConfig(_Strict):
+    """LoRA adapter settings (peft). Absent = full fine-tuning."""
+
+    r: PositiveInt = 16  # adapter rank
+    alpha: PositiveInt = 32  # scaling numerator (scale = alpha / r)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)  # dropout on the adapter input
+    target_modules: str | list[str] = "all-linear"  # peft target_modules
+
+
+class ModelConfig(_Strict):
+    """Where the starting model comes from: exactly one of ``path`` (hub id, local dir, or ``smollm2``) or ``tiny``."""
+
+    path: str | None = None  # hub id or local directory; "smollm2" = the offline SmolLM2-135M-Instruct wheel
+    gguf_file: str | None = None  # a .gguf file inside `path`, loaded by transformers and dequantised
+    adapter: str | None = None  # a peft adapter dir merged onto `path` before training
+    tiny: TinyModelConfig | None = None  # build a small model from scratch instead of loading one
+    lora: LoraConfig | None = None  # train adapters instead of all weights
+    instruction: str | None = None  # prepended to every question (for models not trained on the format)
+    system: str | None = None  # optional system message for chat templates
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.path is None) == (self.tiny is None):
+            raise ValueError("set exactly one of model.path or model.tiny")
+        if self.gguf_file and not self.path:
+            raise ValueError("model.gguf_file needs model.path (the directory that holds it)")
+        return self
+
+
+class FormatConfig(_Strict):
+    """Completion template tags (formatting.py). Keep them ordinary text, never special tokens."""
+
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+    answer_open: str = "<answer>"
+    answer_close: str = "</answer>"
+
+
+class TaskConfig(_Strict):
+    """A built-in synthetic task (data/tasks.py) generated deterministically from the recipe seed."""
+
+    name: str = "chain_arith"  # task name in thinktune.data.tasks.TASKS
+    n_train: PositiveInt = 20000  # training records
+    n_eval: PositiveInt = 500  # held-out records (disjoint seed stream, deduplicated against train)
+    knobs: dict[str, Any] = Field(default_factory=dict)  # task difficulty knobs, e.g. {max_ops: 4}
+
+
+class DataConfig(_Strict):
+    """Training and held-out data: a built-in task, or canonical JSONL files."""
+
+    task: TaskConfig | None = None  # generate a synthetic task
+    train_file: str | None = None  # canonical JSONL (data/records.py); relative to the working directory
+    eval_file: str | None = None  # canonical JSONL for held-out evaluation
+    max_train: PositiveInt | None = None  # keep the first N training records (after shuffling with the seed)
+    max_eval: PositiveInt | None = None  # keep the first N held-out records
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.task is None) == (self.train_file is None):
+            raise ValueError("set exactly one of data.task or data.train_file")
+        if self.train_file and not self.eval_file:
+            raise ValueError("data.eval_file is required with data.train_file")
+        return self
+
+
+class SFTStage(_Strict):
+    """Supervised fine-tuning on (question → reasoning + answer) with TRL's SFTTrainer; loss on the completion only."""
+
+    epochs: PositiveFloat = 1.0  # passes over the training data (ignored when max_steps is set)
+    max_steps: PositiveInt | None = None  # optimizer steps; overrides epochs
+    examples_per_step: PositiveInt = 32  # examples per optimizer step, summed over processes
+    micro_batch_size: PositiveInt = 32  # examples per forward/backward pass on one process
+    learning_rate: PositiveFloat = 2e-5  # peak LR (TRL default 2e-5; from-scratch tiny models want ~1e-3)
+    lr_scheduler: str = "linear"  # transformers scheduler name
+    warmup_ratio: NonNegativeFloat = 0.0  # fraction of steps spent warming up
+    weight_decay: NonNegativeFloat = 0.0  # AdamW weight decay
+    max_length: PositiveInt = 1024  # prompt + completion tokens; longer examples are dropped (not truncated)
+    answer_only: bool = False  # train on the answer alone (empty think block), for CoT-vs-no-CoT comparisons
+    save_steps: PositiveInt = 100  # checkpoint every N steps (resumable)
+    keep_checkpoints: PositiveInt = 2  # committed checkpoints kept (older ones deleted only after a commit)
+    logging_steps: PositiveInt = 10  # metrics.jsonl cadence
+    trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
+
+
+class RewardSpec(_Strict):
+    """One reward function with its weight and settings (``fn``: a registered name or ``module:function``)."""
+
+    fn: str  # e.g. "correct", "format", or "my_pkg.rewards:brevity"
+    weight: float = 1.0  # weight in the summed reward
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # per-reward settings
+
+
+class GRPOStage(_Strict):
+    """Group-relative policy optimisation with TRL's GRPOTrainer (METHODS.md §1–4)."""
+
+    prompts_per_step: PositiveInt = 16  # distinct prompts per optimizer step, summed over processes
+    samples_per_prompt: PositiveInt = 8  # group size G; advantages are computed within each group
+    micro_batch_size: PositiveInt = 8  # completions per forward/backward pass on one process
+    max_new_tokens: PositiveInt = 256  # hard cap L on completion length
+    temperature: PositiveFloat = 1.0  # sampling temperature for rollouts
+    learning_rate: PositiveFloat = 1e-6  # TRL default 1e-6; from-scratch tiny models want ~1e-4
+    lr_scheduler: str = "constant"  # transformers scheduler name
+    kl_coef: NonNegativeFloat = 0.0  # β; 0 = no reference model is loaded at all
+    clip: tuple[PositiveFloat, PositiveFloat] = (0.2, 0.2)  # (eps_low, eps_high); DAPO uses (0.2, 0.28)
+    preset: Literal["grpo", "dr_grpo", "dapo"] = "dapo"  # -> TRL loss_type + scale_rewards (stages/grpo.py)
+    max_steps: PositiveInt = 100  # optimizer steps
+    save_steps: PositiveInt = 25  # checkpoint every N steps
+    keep_checkpoints: PositiveInt = 2  # committed checkpoints kept
+    logging_steps: PositiveInt = 5  # metrics.jsonl cadence
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(fn="correct", weight=1.0), RewardSpec(fn="format", weight=0.1)]
+    )
+    max_train_prompts: PositiveInt | None = None  # use only the first N training prompts
+    trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.GRPOConfig fields, validated against TRL
+
+    @model_validator(mode="after")
+    def _group(self) -> GRPOStage:
+        if self.samples_per_prompt < 2:
+            raise ValueError("samples_per_prompt must be >= 2 (a group of one has no relative advantage)")
+        if not self.rewards:
+            raise ValueError("rewards must name at least one reward function")
+        return self
+
+
+class AuditStage(_Strict):
+    """Held-out evaluation of every model of the run on the same items (greedy)."""
+
+    max_items: PositiveInt | None = None  # evaluate on the first N held-out records (None = all)
+    max_new_tokens: PositiveInt = 256  # generation cap per item
+    batch_size: PositiveInt = 64  # prompts per generate() call
+
+
+class Recipe(_Strict):
+    """A whole pipeline. Stages present in the recipe run in STAGE_ORDER."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # run directory name under output_dir
+    seed: NonNegativeInt = 0  # seeds python, numpy, torch and data shuffles
+    output_dir: str = "runs"  # runs/<name>/
+    model: ModelConfig
+    format: FormatConfig = Field(default_factory=FormatConfig)
+    data: DataConfig
+    sft: SFTStage | None = None
+    grpo: GRPOStage | None = None
+    audit: AuditStage | None = None
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def stages(self) -> list[str]:
+        """Stages this recipe runs, in order."""
+        present = {"data": True, "base": True, "sft": self.sft is not None, "grpo": self.grpo is not None,
+                   "audit": self.audit is not None}
+        return [s for s in STAGE_ORDER if present[s]]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading, overrides, and readable errors
+
+
+def _valid_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The field names valid at ``path`` (for the 'did you mean' hint)."""
+    cur: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        cur = _submodel(fields[part].annotation)
+        if cur is None:
+            return []
+    return list(getattr(cur, "model_fields", {}) or {})
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str) -> RecipeError:
+    """Turn pydantic's error list into one readable message per problem."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) for p in loc) or "(recipe)"
+        if e["type"] == "extra_forbidden":
+            parent, bad = loc[:-1], str(loc[-1])
+            options = _valid_keys(Recipe, parent)
+            close = difflib.get_close_matches(bad, options, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
+            lines.append(f"{key}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required field is missing")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg}{shown}")
+    return RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(lines))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` → (["a","b","c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise RecipeError(f"override {text!r}: empty key in path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"override {text!r}: value is not valid YAML ({e})") from None
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        parts, value = parse_override(text)
+        cur = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = cur.get(part)
+            if nxt is None:
+                nxt = cur[part] = {}
+            if not isinstance(nxt, dict):
+                raise RecipeError(f"override {text!r}: '{'.'.join(parts[: i + 1])}' is not a mapping")
+            cur = nxt
+        cur[parts[-1]] = value
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file."""
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(f"{p}: recipe file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{p}: not valid YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{p}: not valid UTF-8") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{p}: the recipe must be a mapping of keys to values")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise format_validation_error(err, str(p)) from None
+    check_inputs(recipe, str(p))
+    return recipe
+
+
+def check_inputs(recipe: Recipe, source: str) -> None:
+    """Fail early on files the recipe names but that do not exist (models and data)."""
+    problems = []
+    m = recipe.model
+    if m.path and m.path != "smollm2":
+        local = Path(m.path)
+        looks_local = m.path.startswith((".", "/", "~")) or local.exists() or m.gguf_file is not None
+        if looks_local and not local.exists():
+            problems.append(f"model.path: {m.path} does not exist")
+        elif m.gguf_file and not (local / m.gguf_file).is_file():
+            problems.append(f"model.gguf_file: {local / m.gguf_file} does not exist")
+    if m.adapter and not Path(m.adapter).exists():
+        problems.append(f"model.adapter: {m.adapter} does not exist")
+    for key in ("train_file", "eval_file"):
+        f = getattr(recipe.data, key)
+        if f and not Path(f).is_file():
+            problems.append(f"data.{key}: {f} does not exist")
+    if recipe.sft and recipe.sft.examples_per_step % recipe.sft.micro_batch_size:
+        problems.append(
+            f"sft.examples_per_step ({recipe.sft.examples_per_step}) must be a multiple of "
+            f"sft.micro_batch_size ({recipe.sft.micro_batch_size})"
+        )
+    if recipe.grpo:
+        g = recipe.grpo
+        completions = g.prompts_per_step * g.samples_per_prompt
+        if completions % g.micro_batch_size:
+            problems.append(
+                f"grpo: prompts_per_step × samples_per_prompt ({completions}) must be a multiple of "
+                f"micro_batch_size ({g.micro_batch_size})"
+            )
+    if problems:
+        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+
+
+def resolved_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe with every default filled in (what `recipe show` prints and runs/<name>/recipe.yaml holds)."""
+    return recipe.model_dump(mode="json")
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (recipe and stage fingerprints)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

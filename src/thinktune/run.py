@@ -1,0 +1,277 @@
+"""The run directory and its state machine: skip complete stages, resume an interrupted one, refuse changes.
+
+Layout (DESIGN.md)::
+
+    runs/<name>/
+      recipe.yaml      resolved recipe (all defaults filled in)
+      manifest.json    versions, recipe hash, per-stage status, fingerprint, timings, results
+      data/            train.jsonl, eval.jsonl, stats.json
+      base/ sft/ grpo/ checkpoint-*/ (resumable, COMMITTED marker), LATEST, final/, metrics.jsonl, completions/
+      audit/<model>/   audit.json, examples.jsonl
+      results.json     held-out accuracy of every model
+
+Rules:
+
+1. A stage is *complete* when its output (``final/`` or the stage directory for data/audit) exists and the
+   manifest says ``complete`` with the same fingerprint. Both are written atomically (temp + rename).
+2. A stage's fingerprint hashes everything its output depends on: seed, model, format, data and the configs
+   of this and every earlier stage (operational fields such as ``save_steps`` excluded).
+3. ``thinktune run`` skips complete stages, resumes a ``running`` stage with an unchanged fingerprint from its
+   latest committed checkpoint, and refuses a stage whose fingerprint changed unless ``--restart-from`` names
+   it or an earlier stage; then that stage and all later ones are redone from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from thinktune import __version__
+from thinktune.config import STAGE_ORDER, Recipe, fingerprint, resolved_dict
+from thinktune.errors import RunStateError
+from thinktune.io import atomic_write_json, atomic_write_text
+from thinktune.progress import reporter
+
+# Fields that change how a stage runs but not what it produces.
+OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps"}
+
+
+def _strip(cfg: Any) -> Any:
+    if isinstance(cfg, dict):
+        return {k: _strip(v) for k, v in cfg.items() if k not in OPERATIONAL_FIELDS}
+    return cfg
+
+
+def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
+    """Everything a stage's output depends on (hashed into its fingerprint, diffed in refusals)."""
+    full = resolved_dict(recipe)
+    inputs: dict[str, Any] = {"seed": full["seed"], "model": full["model"], "format": full["format"],
+                              "data": full["data"]}
+    for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]:
+        if s in ("sft", "grpo", "audit") and full.get(s) is not None:
+            inputs[s] = _strip(full[s])
+    return inputs
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"thinktune": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "math-verify"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    action: str  # "skip" | "resume" | "run"
+    reason: str = ""
+
+
+class Run:
+    """One run directory and its manifest."""
+
+    def __init__(self, root: Path, recipe: Recipe):
+        self.root = Path(root)
+        self.recipe = recipe
+        self.manifest_path = self.root / "manifest.json"
+        self.manifest = self._read_manifest()
+
+    # -- paths -------------------------------------------------------------------------------------------
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def output_path(self, stage: str) -> Path:
+        """The directory whose presence (plus the manifest) marks a stage complete."""
+        return self.stage_dir(stage) if stage in ("data", "audit") else self.stage_dir(stage) / "final"
+
+    # -- manifest ----------------------------------------------------------------------------------------
+    def _read_manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunStateError(f"{self.manifest_path}: corrupt manifest ({e}); delete the run directory") from None
+        data.setdefault("stages", {})
+        return data
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(self.manifest_path, self.manifest)
+
+    def stage_record(self, stage: str) -> dict[str, Any]:
+        return self.manifest["stages"].get(stage, {})
+
+    def is_complete(self, stage: str) -> bool:
+        rec = self.stage_record(stage)
+        return rec.get("status") == "complete" and self.output_path(stage).exists()
+
+    # -- planning ----------------------------------------------------------------------------------------
+    def plan(self, restart_from: str | None = None) -> list[StagePlan]:
+        stages = self.recipe.stages()
+        if restart_from is not None and restart_from not in stages:
+            raise RunStateError(f"--restart-from {restart_from!r}: this recipe's stages are {', '.join(stages)}")
+        plans: list[StagePlan] = []
+        restarting = False
+        for stage in stages:
+            restarting = restarting or stage == restart_from
+            rec = self.stage_record(stage)
+            inputs = stage_inputs(self.recipe, stage)
+            fp = fingerprint(inputs)
+            if restarting:
+                plans.append(StagePlan(stage, "run", "restarted"))
+            elif not rec:
+                if self.stage_dir(stage).exists() and stage != "data":
+                    plans.append(StagePlan(stage, "run", "leftover directory from an unrecorded attempt"))
+                else:
+                    plans.append(StagePlan(stage, "run", "new"))
+            elif rec.get("fingerprint") != fp:
+                keys = changed_keys(rec.get("inputs", {}), inputs)
+                shown = ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
+                raise RunStateError(
+                    f"stage '{stage}' in {self.root} was {rec.get('status', 'started')} with different inputs "
+                    f"(changed: {shown}). Use --restart-from {stage} to redo it and every later stage, "
+                    f"or choose another run name."
+                )
+            elif self.is_complete(stage):
+                plans.append(StagePlan(stage, "skip", "complete"))
+            else:
+                plans.append(StagePlan(stage, "resume", "interrupted"))
+        return plans
+
+    # -- transitions -------------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Write the resolved recipe and the run-level manifest fields (after planning succeeded)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.root / "recipe.yaml", yaml.safe_dump(resolved_dict(self.recipe), sort_keys=False))
+        self.manifest.update({
+            "name": self.recipe.name,
+            "recipe_hash": fingerprint(resolved_dict(self.recipe)),
+            "versions": versions(),
+            "hardware": {"platform": platform.platform(), "processor": platform.machine(),
+                         "cpus": _cpu_count(), "torch_threads": _torch_threads(), "gpu": _gpu_name()},
+        })
+        self.manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self._write_manifest()
+
+    def reset_stage(self, stage: str) -> None:
+        """Delete a stage's directory and record (for a restart)."""
+        d = self.stage_dir(stage)
+        if d.exists():
+            shutil.rmtree(d)
+        self.manifest["stages"].pop(stage, None)
+        self._write_manifest()
+
+    def mark_running(self, stage: str) -> None:
+        rec = self.manifest["stages"].setdefault(stage, {})
+        inputs = stage_inputs(self.recipe, stage)
+        rec.update({"status": "running", "fingerprint": fingerprint(inputs), "inputs": inputs})
+        rec.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        rec["attempts"] = rec.get("attempts", 0) + 1
+        self._write_manifest()
+
+    def mark_complete(self, stage: str, seconds: float, result: dict[str, Any]) -> None:
+        rec = self.manifest["stages"][stage]
+        rec.update({"status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "seconds": round(rec.get("seconds_before", 0.0) + seconds, 2), "result": result})
+        rec.pop("seconds_before", None)
+        self._write_manifest()
+
+    def add_partial_time(self, stage: str, seconds: float) -> None:
+        rec = self.manifest["stages"].get(stage)
+        if rec is not None:
+            rec["seconds_before"] = round(rec.get("seconds_before", 0.0) + seconds, 2)
+            self._write_manifest()
+
+    # -- model references --------------------------------------------------------------------------------
+    def model_stages(self) -> list[str]:
+        return [s for s in self.recipe.stages() if s in ("base", "sft", "grpo")]
+
+    def input_model_stage(self, stage: str) -> str:
+        """The stage whose output model this stage starts from (the previous model stage)."""
+        prev = [s for s in self.model_stages() if STAGE_ORDER.index(s) < STAGE_ORDER.index(stage)]
+        if not prev:
+            raise RunStateError(f"stage {stage!r} has no input model stage")
+        return prev[-1]
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+StageFn = Callable[[Run, bool], dict[str, Any]]
+
+
+def default_stage_fns() -> dict[str, StageFn]:
+    """The built-in implementation of each stage (imported lazily: torch/TRL load only when a stage runs)."""
+    from thinktune.audit import battery
+    from thinktune.stages import base, data, grpo, sft
+
+    return {"data": data.run, "base": base.run, "sft": sft.run, "grpo": grpo.run, "audit": battery.run}
+
+
+def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str, StageFn] | None = None) -> Run:
+    """Run (or continue) the recipe's pipeline. Returns the Run with its manifest up to date."""
+    fns = stage_fns or default_stage_fns()
+    run = Run(recipe.run_dir(), recipe)
+    plans = run.plan(restart_from)
+    run.begin()
+    rep = reporter()
+    for p in plans:
+        if p.action == "skip":
+            rep.note(f"[{p.stage}] complete — skipped")
+            continue
+        if p.action == "run":
+            run.reset_stage(p.stage)
+        else:
+            rep.note(f"[{p.stage}] interrupted earlier — resuming")
+        run.mark_running(p.stage)
+        t0 = time.perf_counter()
+        try:
+            result = fns[p.stage](run, p.action == "resume")
+        except BaseException:
+            run.add_partial_time(p.stage, time.perf_counter() - t0)
+            raise
+        run.mark_complete(p.stage, time.perf_counter() - t0, result)
+        rep.note(f"[{p.stage}] done in {time.perf_counter() - t0:.1f}s")
+    return run

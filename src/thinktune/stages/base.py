@@ -1,0 +1,37 @@
+"""Base stage: the run's starting model in ``base/final/``.
+
+- ``model.tiny``: build a small Qwen2 model from the recipe seed, with a tokenizer trained on the run's
+  training texts (questions + rendered completions + the prompt template), and save it.
+- ``model.path``: nothing is copied; ``final/`` holds a pointer to the recipe's model (the GGUF conversion, if
+  any, is cached by :func:`thinktune.models.load_model`). The model is loaded once to fail early if it cannot be.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from thinktune.data.records import read_records
+from thinktune.formatting import CompletionFormat, render
+from thinktune.io import atomic_write_text, commit_dir, staging_dir
+from thinktune.models import build_tiny, count_parameters, load_model
+from thinktune.run import Run
+from thinktune.stages.setup import MODEL_META, save_final
+
+
+def run(run: Run, resume: bool) -> dict[str, Any]:
+    recipe = run.recipe
+    target = run.output_path("base")
+    if recipe.model.tiny is not None:
+        fmt = CompletionFormat(**recipe.format.model_dump())
+        records = read_records(run.output_path("data") / "train.jsonl")
+        corpus = ["<|user|>\n<|assistant|>\n<|system|>\n", recipe.model.instruction or ""]
+        corpus += [r.question + "\n" + render(r.reasoning, r.answer, fmt) for r in records[:5000]]
+        model, tokenizer = build_tiny(recipe.model.tiny, corpus, seed=recipe.seed)
+        save_final(model, tokenizer, run.stage_dir("base"), input_final=None)
+        return {"parameters": count_parameters(model), "vocab": len(tokenizer), "built": "tiny"}
+    model, tokenizer = load_model(recipe.model)
+    tmp = staging_dir(target)
+    atomic_write_text(tmp / MODEL_META, json.dumps({"kind": "recipe_model"}) + "\n")
+    commit_dir(tmp, target)
+    return {"parameters": count_parameters(model), "vocab": len(tokenizer), "built": recipe.model.path}

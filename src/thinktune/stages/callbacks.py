@@ -1,0 +1,124 @@
+"""Trainer callbacks shared by the training stages: committed checkpoints, metrics.jsonl, progress.
+
+Committed checkpoints (RELIABILITY.md §2): the Trainer writes ``checkpoint-N/`` in place; after it returns,
+rank 0 writes ``checkpoint-N/COMMITTED`` (fsync) and atomically replaces the stage's ``LATEST`` pointer. Only
+committed checkpoints are ever resumed from, so a kill during a save leaves a directory that is ignored (and
+deleted on the next start). Retention happens after the commit, never inside the save (the Trainer's own
+rotation is turned off with ``save_total_limit=None``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from thinktune.io import atomic_write_text
+from thinktune.progress import reporter
+
+MARKER = "COMMITTED"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _checkpoints(stage_dir: Path) -> list[tuple[int, Path]]:
+    out = []
+    if stage_dir.exists():
+        for p in stage_dir.iterdir():
+            m = _CKPT.match(p.name)
+            if m and p.is_dir():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_committed(stage_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint named by LATEST if it is committed, else the newest committed one, else None."""
+    d = Path(stage_dir)
+    pointer = d / "LATEST"
+    if pointer.exists():
+        cand = d / pointer.read_text().strip()
+        if (cand / MARKER).exists():
+            return cand
+    committed = [p for _, p in _checkpoints(d) if (p / MARKER).exists()]
+    return committed[-1] if committed else None
+
+
+def remove_uncommitted(stage_dir: str | os.PathLike) -> list[Path]:
+    """Delete checkpoint directories without a commit marker (torn writes). Returns what was removed."""
+    removed = []
+    for _, p in _checkpoints(Path(stage_dir)):
+        if not (p / MARKER).exists():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+class CommitCheckpoints(TrainerCallback):
+    """After each save: marker, LATEST pointer, then retention of the newest ``keep`` committed checkpoints."""
+
+    def __init__(self, stage_dir: str | os.PathLike, keep: int = 2):
+        self.stage_dir = Path(stage_dir)
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        ckpt = self.stage_dir / f"checkpoint-{state.global_step}"
+        if not ckpt.is_dir():
+            return
+        atomic_write_text(ckpt / MARKER, json.dumps({"step": state.global_step}) + "\n")
+        atomic_write_text(self.stage_dir / "LATEST", ckpt.name + "\n")
+        committed = [p for _, p in _checkpoints(self.stage_dir) if (p / MARKER).exists()]
+        for old in committed[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class MetricsLog(TrainerCallback):
+    """Append every Trainer log record (loss, rewards, KL, lr, …) to ``metrics.jsonl`` with its step."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step}
+        for k, v in logs.items():
+            row[k] = v if not isinstance(v, float) or math.isfinite(v) else None
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+class ProgressBar(TrainerCallback):
+    """Drive the reporter's progress bar from Trainer steps (resumed runs start at the checkpoint's step)."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self._cm = None
+        self._task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self._cm = reporter().task(self.description, total=state.max_steps)
+            self._task = self._cm.__enter__()
+            self._task.update(completed=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._task is not None:
+            self._task.update(completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._task is not None and logs:
+            shown = {k: logs[k] for k in ("loss", "reward") if isinstance(logs.get(k), (int, float))}
+            if shown:
+                extra = " ".join(f"{k}={v:.3g}" for k, v in shown.items())
+                self._task.update(description=f"{self.description} {extra}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+            self._cm = self._task = None

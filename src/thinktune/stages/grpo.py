@@ -1,0 +1,158 @@
+"""GRPO stage: group-relative policy optimisation with TRL's ``GRPOTrainer``.
+
+Follows DeepSeekMath's GRPO (arXiv 2402.03300) as implemented by TRL; the loss variant is chosen by a named
+preset (METHODS.md §2–4), never re-implemented here:
+
+=========  ===============  ================  ==============================================
+preset     TRL loss_type    scale_rewards     notes
+=========  ===============  ================  ==============================================
+grpo       grpo             group             per-sequence mean; std-normalised advantages
+dr_grpo    dr_grpo          none              Dr. GRPO (arXiv 2503.20783): constant normaliser, no std
+dapo       dapo             group             DAPO (arXiv 2503.14476) token-level loss; clip-higher by default
+=========  ===============  ================  ==============================================
+
+The prompt dataset carries each record as JSON in a ``record`` column; rewards are run by
+:class:`thinktune.rewards.runner.RewardRunner`, which also logs every completion with its per-reward scores to
+``completions/step-N.jsonl``. When the model has LoRA, the input model is merged and a *new* adapter is trained,
+so TRL's "adapter disabled" reference is exactly this stage's input model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from thinktune.config import GRPOStage
+from thinktune.data.records import read_records
+from thinktune.errors import StageError
+from thinktune.formatting import CompletionFormat, chat_prompt
+from thinktune.models import load_stage_output
+from thinktune.progress import reporter
+from thinktune.rewards.runner import RewardRunner
+from thinktune.run import Run
+from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar, latest_committed, remove_uncommitted
+from thinktune.stages.setup import (
+    device_args,
+    peft_config,
+    save_final,
+    seed_everything,
+    trl_passthrough,
+    world_size,
+    write_effective_config,
+)
+
+log = logging.getLogger(__name__)
+
+# preset -> TRL settings (METHODS.md §2.5: Dr. GRPO needs both the aggregation and the unscaled advantages)
+PRESETS: dict[str, dict[str, Any]] = {
+    "grpo": {"loss_type": "grpo", "scale_rewards": "group"},
+    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
+    "dapo": {"loss_type": "dapo", "scale_rewards": "group"},
+}
+
+
+def grpo_batch_args(cfg: GRPOStage, n_processes: int) -> dict[str, int]:
+    """TRL's batch arguments from quantities named by what they count (DESIGN/STYLE: huggingface/trl#2858)."""
+    completions = cfg.prompts_per_step * cfg.samples_per_prompt
+    per_process, rem = divmod(completions, n_processes)
+    assert rem == 0, "prompts_per_step × samples_per_prompt must split evenly across processes"
+    assert per_process % cfg.micro_batch_size == 0, "completions per process must be a multiple of micro_batch_size"
+    return {
+        "per_device_train_batch_size": cfg.micro_batch_size,  # TRL counts completions here, not prompts
+        "gradient_accumulation_steps": per_process // cfg.micro_batch_size,
+        "num_generations": cfg.samples_per_prompt,
+    }
+
+
+def grpo_trl_args(cfg: GRPOStage, n_processes: int) -> dict[str, Any]:
+    """The GRPOConfig fields thinktune derives from the stage config (before the ``trl:`` passthrough)."""
+    eps_low, eps_high = cfg.clip
+    return {
+        **grpo_batch_args(cfg, n_processes),
+        **PRESETS[cfg.preset],
+        "max_completion_length": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "beta": cfg.kl_coef,
+        "epsilon": eps_low,
+        "epsilon_high": eps_high,
+        "max_steps": cfg.max_steps,
+    }
+
+
+def run(run: Run, resume: bool) -> dict[str, Any]:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    recipe, cfg = run.recipe, run.recipe.grpo
+    assert cfg is not None
+    stage_dir = run.stage_dir("grpo")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+    fmt = CompletionFormat(**recipe.format.model_dump())
+
+    input_final = run.output_path(run.input_model_stage("grpo"))
+    model, tokenizer = load_stage_output(input_final, recipe.model)
+    records = read_records(run.output_path("data") / "train.jsonl")
+    if cfg.max_train_prompts:
+        records = records[: cfg.max_train_prompts]
+    if not records:
+        raise StageError("grpo: no training prompts")
+    dataset = Dataset.from_list([
+        {"prompt": chat_prompt(tokenizer, r.question, recipe.model.instruction, recipe.model.system),
+         "record": r.model_dump_json()}
+        for r in records
+    ])
+
+    rewards = RewardRunner(cfg.rewards, fmt, completions_dir=stage_dir / "completions")
+    ours: dict[str, Any] = {
+        "output_dir": str(stage_dir),
+        **grpo_trl_args(cfg, world_size()),
+        "reward_weights": rewards.weights,
+        "remove_unused_columns": False,  # rewards need the `record` column
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": None,
+        "save_only_model": False,
+        "logging_steps": cfg.logging_steps,
+        "report_to": [],
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": False,  # TRL defaults it on; on CPU/tiny models it only costs time
+        "log_completions": False,  # thinktune writes completions/ itself (all of them, every step)
+        **device_args(),
+    }
+    args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards.trl_functions(),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
+        callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
+                   ProgressBar("grpo")],
+    )
+    write_effective_config(stage_dir, trainer.args)
+
+    removed = remove_uncommitted(stage_dir)
+    if removed:
+        reporter().note(f"[grpo] discarded {len(removed)} uncommitted checkpoint(s)")
+    ckpt = latest_committed(stage_dir) if resume else None
+    if ckpt is not None:
+        reporter().note(f"[grpo] resuming from {ckpt.name}")
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    save_final(trainer.model, tokenizer, stage_dir, input_final)
+    return {
+        "train_loss": round(float(out.training_loss), 4),
+        "steps": trainer.state.global_step,
+        "prompts": len(dataset),
+        "reward_outcomes": {k: dict(v) for k, v in rewards.counts.items()},
+        "resumed_from": ckpt.name if ckpt else None,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }

@@ -1,0 +1,83 @@
+"""Setup shared by the training stages: seeding, input model, TRL config passthrough, saving ``final/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from thinktune.errors import RecipeError
+from thinktune.io import atomic_write_json, atomic_write_text, commit_dir, staging_dir
+
+log = logging.getLogger(__name__)
+
+MODEL_META = "thinktune_model.json"  # in final/: {"kind": "full" | "adapter" | "recipe_model", "base": rel path}
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def device_args() -> dict[str, Any]:
+    """TrainingArguments for the hardware at hand: CPU fp32, or bf16 on a GPU that supports it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"bf16": torch.cuda.is_bf16_supported(), "use_cpu": False}
+    return {"use_cpu": True, "bf16": False, "fp16": False}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def trl_passthrough(config_cls: type, extra: dict[str, Any], ours: dict[str, Any], stage: str) -> dict[str, Any]:
+    """Merge a recipe's ``trl:`` mapping into the arguments, rejecting names TRL's dataclass does not have."""
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    for key in extra:
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RecipeError(f"{stage}.trl.{key}: not a field of trl.{config_cls.__name__}{hint}")
+        if key in ours:
+            log.warning("%s.trl.%s overrides the value thinktune derived (%r -> %r)", stage, key, ours[key], extra[key])
+    return {**ours, **extra}
+
+
+def write_effective_config(stage_dir: Path, args: Any) -> None:
+    """The effective TRL config, TRL's own defaults included (DESIGN.md: results mean little without it)."""
+    atomic_write_json(stage_dir / "effective_config.json", json.loads(args.to_json_string()))
+
+
+def save_final(model, tokenizer, stage_dir: Path, input_final: Path | None) -> Path:
+    """Write ``final/`` atomically: full weights, or an adapter plus a pointer to the model it applies to."""
+    target = stage_dir / "final"
+    tmp = staging_dir(target)
+    is_adapter = hasattr(model, "peft_config")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    meta: dict[str, Any] = {"kind": "adapter" if is_adapter else "full"}
+    if is_adapter:
+        if input_final is None:
+            raise ValueError("an adapter needs the directory of the model it was trained on")
+        meta["base"] = os.path.relpath(input_final, target)
+    atomic_write_text(tmp / MODEL_META, json.dumps(meta) + "\n")
+    commit_dir(tmp, target)
+    return target
+
+
+def peft_config(lora) -> Any:
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, task_type="CAUSAL_LM")

@@ -1,0 +1,148 @@
+"""SFT stage: supervised fine-tuning on chain-of-thought traces with TRL's ``SFTTrainer``.
+
+Each record becomes a prompt (the question through the chat template) and a completion (``render(reasoning,
+answer)``); the loss is on the completion only (TRL ``completion_only_loss``). Full fine-tuning, or LoRA when
+``model.lora`` is set. Checkpoints are committed (stages/callbacks.py) and the stage resumes from the latest
+committed one after a crash.
+
+Deviations from a plain ``SFTTrainer`` run:
+
+1. Examples longer than ``max_length`` are *dropped and counted*, not truncated: a truncated trace teaches
+   the model to stop mid-thought, and a fully truncated completion trains on nothing (huggingface/trl#6025).
+2. Batch sizes are named by what they count (``examples_per_step``, ``micro_batch_size``); TRL's values are
+   derived in :func:`sft_batch_args`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from thinktune.config import Recipe, SFTStage
+from thinktune.data.records import Record, read_records
+from thinktune.errors import StageError
+from thinktune.formatting import CompletionFormat, chat_prompt, render
+from thinktune.models import load_stage_output
+from thinktune.progress import reporter
+from thinktune.run import Run
+from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar, latest_committed, remove_uncommitted
+from thinktune.stages.setup import (
+    device_args,
+    peft_config,
+    save_final,
+    seed_everything,
+    trl_passthrough,
+    world_size,
+    write_effective_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+def sft_batch_args(cfg: SFTStage, n_processes: int) -> dict[str, int]:
+    per_process, rem = divmod(cfg.examples_per_step, n_processes)
+    assert rem == 0, "sft.examples_per_step must split evenly across processes"
+    assert per_process % cfg.micro_batch_size == 0, "examples per process must be a multiple of micro_batch_size"
+    return {"per_device_train_batch_size": cfg.micro_batch_size,
+            "gradient_accumulation_steps": per_process // cfg.micro_batch_size}
+
+
+def completion_for(record: Record, fmt: CompletionFormat, answer_only: bool) -> str:
+    if answer_only:
+        return f"{fmt.answer_open}{record.answer.strip()}{fmt.answer_close}"
+    return render(record.reasoning, record.answer, fmt)
+
+
+def build_dataset(records: list[Record], tokenizer, recipe: Recipe, cfg: SFTStage):
+    """(datasets.Dataset of prompt/completion, number dropped as too long, number without reasoning)."""
+    from datasets import Dataset
+
+    fmt = CompletionFormat(**recipe.format.model_dump())
+    rows, too_long, no_reasoning = [], 0, 0
+    for r in records:
+        if not cfg.answer_only and not r.reasoning.strip():
+            no_reasoning += 1
+            continue
+        prompt = chat_prompt(tokenizer, r.question, recipe.model.instruction, recipe.model.system)
+        completion = completion_for(r, fmt, cfg.answer_only)
+        n_tokens = len(tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        if n_tokens > cfg.max_length:
+            too_long += 1
+            continue
+        rows.append({"prompt": prompt, "completion": completion})
+    return Dataset.from_list(rows), too_long, no_reasoning
+
+
+def run(run: Run, resume: bool) -> dict[str, Any]:
+    from trl import SFTConfig, SFTTrainer
+
+    recipe, cfg = run.recipe, run.recipe.sft
+    assert cfg is not None
+    stage_dir = run.stage_dir("sft")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+
+    input_final = run.output_path(run.input_model_stage("sft"))
+    model, tokenizer = load_stage_output(input_final, recipe.model)
+    records = read_records(run.output_path("data") / "train.jsonl")
+    dataset, too_long, no_reasoning = build_dataset(records, tokenizer, recipe, cfg)
+    if len(dataset) == 0:
+        raise StageError(f"sft: no usable training examples ({too_long} longer than max_length={cfg.max_length}, "
+                         f"{no_reasoning} without reasoning)")
+    if too_long:
+        log.warning("sft: dropped %d examples longer than max_length=%d", too_long, cfg.max_length)
+
+    ours: dict[str, Any] = {
+        "output_dir": str(stage_dir),
+        **sft_batch_args(cfg, world_size()),
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        "weight_decay": cfg.weight_decay,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps or -1,
+        "max_length": cfg.max_length,
+        "completion_only_loss": True,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": None,  # retention happens after the commit marker (callbacks.py)
+        "save_only_model": False,  # optimizer + RNG state are needed for exact resume
+        "logging_steps": cfg.logging_steps,
+        "report_to": [],
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        **device_args(),
+    }
+    args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
+        callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
+                   ProgressBar("sft")],
+    )
+    write_effective_config(stage_dir, trainer.args)
+
+    removed = remove_uncommitted(stage_dir)
+    if removed:
+        reporter().note(f"[sft] discarded {len(removed)} uncommitted checkpoint(s): {', '.join(p.name for p in removed)}")
+    ckpt = latest_committed(stage_dir) if resume else None
+    if ckpt is not None:
+        reporter().note(f"[sft] resuming from {ckpt.name}")
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    save_final(trainer.model, tokenizer, stage_dir, input_final)
+    return {
+        "train_loss": round(float(out.training_loss), 4),
+        "steps": trainer.state.global_step,
+        "examples": len(dataset),
+        "dropped_too_long": too_long,
+        "dropped_no_reasoning": no_reasoning,
+        "resumed_from": ckpt.name if ckpt else None,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
