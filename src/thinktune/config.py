@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ from pydantic import (
 )
 
 from thinktune.errors import RecipeError
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 STAGE_ORDER = ("data", "base", "sft", "grpo", "audit")
 MODEL_STAGES = ("base", "sft", "grpo")  # stages whose output is a model the audit compares
@@ -276,21 +279,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise RecipeError(f"override {text!r}: value is not valid YAML ({e})") from None
+    if isinstance(value, str) and _FLOAT.match(value):  # YAML 1.1 reads "1e-4" as a string
+        value = float(value)
     return parts, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for text in overrides:
         parts, value = parse_override(text)
-        cur = raw
-        for i, part in enumerate(parts[:-1]):
-            nxt = cur.get(part)
-            if nxt is None:
-                nxt = cur[part] = {}
-            if not isinstance(nxt, dict):
-                raise RecipeError(f"override {text!r}: '{'.'.join(parts[: i + 1])}' is not a mapping")
-            cur = nxt
-        cur[parts[-1]] = value
+        cur: Any = raw
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(cur, list):  # list items are addressed by index: grpo.rewards.0.weight=2
+                if not part.isdigit() or int(part) >= len(cur):
+                    raise RecipeError(f"override {text!r}: '{where}' is not an index of a {len(cur)}-item list")
+                if last:
+                    cur[int(part)] = value
+                else:
+                    cur = cur[int(part)]
+                continue
+            if not isinstance(cur, dict):
+                raise RecipeError(f"override {text!r}: '{'.'.join(parts[:i])}' is not a mapping")
+            if last:
+                cur[part] = value
+            else:
+                if cur.get(part) is None:
+                    cur[part] = {}
+                cur = cur[part]
     return raw
 
 

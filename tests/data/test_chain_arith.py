@@ -1,0 +1,44 @@
+"""The quickstart task: deterministic, genuine traces, a verifier that reads numbers strictly."""
+
+import re
+
+import pytest
+
+from thinktune.data.tasks import get_task
+
+task = get_task("chain_arith")
+
+
+def test_same_seed_same_records_different_seed_different():
+    a, b, c = task.generate(50, seed=1), task.generate(50, seed=1), task.generate(50, seed=2)
+    assert a == b
+    assert [r.question for r in a] != [r.question for r in c]
+
+
+def test_every_line_is_a_real_intermediate_result():
+    line = re.compile(r"^(\d+) ([-+*]) (\d+) = (\d+)$")
+    for r in task.generate(300, seed=0, min_ops=1, max_ops=6, ops="+-*"):
+        lines = r.reasoning.splitlines()
+        assert len(lines) == r.meta["n_ops"]
+        total = int(r.question.split()[1])
+        for ln in lines:
+            a, op, b, res = line.match(ln).groups()
+            assert int(a) == total  # each step starts from the previous running total
+            total = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+            assert int(res) == total and 0 <= total <= 999
+        assert str(total) == r.answer
+        assert task.verify(r, r.answer)
+
+
+@pytest.mark.parametrize("pred, ok", [("{gold}", True), (" {gold} ", True), ("+{gold}", True), ("{gold}.5", False),
+                                      ("{gold} or 3", False), ("", False), (None, False), ("x", False)])
+def test_verifier(pred, ok):
+    r = task.generate(1, seed=0)[0]
+    assert task.verify(r, None if pred is None else pred.format(gold=r.answer)) is ok
+
+
+def test_bad_knobs_are_errors():
+    with pytest.raises(ValueError, match="min_ops"):
+        task.generate(1, seed=0, min_ops=3, max_ops=2)
+    with pytest.raises(ValueError, match="ops"):
+        task.generate(1, seed=0, ops="/")

@@ -1,0 +1,131 @@
+"""The run directory state machine: skip complete, resume interrupted, refuse changed, restart-from."""
+
+import json
+
+import pytest
+
+from thinktune.config import Recipe
+from thinktune.errors import RunStateError
+from thinktune.run import Run, execute
+
+
+def make_recipe(tmp_path, **over):
+    raw = {
+        "name": "r",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"tiny": {}},
+        "data": {"task": {"name": "chain_arith", "n_train": 10, "n_eval": 5}},
+        "sft": {"max_steps": 3, "examples_per_step": 4, "micro_batch_size": 4},
+        "audit": {},
+    }
+    for k, v in over.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) and isinstance(raw.get(k), dict) else v
+    return Recipe.model_validate(raw)
+
+
+class FakeStages:
+    """Stage functions that record calls and write their outputs, optionally crashing once."""
+
+    def __init__(self, crash_in=None):
+        self.calls = []
+        self.crash_in = crash_in
+
+    def __call__(self, stage):
+        def fn(run: Run, resume: bool):
+            self.calls.append((stage, resume))
+            if stage == self.crash_in:
+                self.crash_in = None
+                run.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+                raise RuntimeError("boom")
+            run.output_path(stage).mkdir(parents=True, exist_ok=True)
+            return {"ok": stage}
+        return fn
+
+    def fns(self):
+        return {s: self(s) for s in ("data", "base", "sft", "grpo", "audit")}
+
+
+def test_fresh_run_runs_every_stage_and_writes_manifest(tmp_path):
+    fake = FakeStages()
+    run = execute(make_recipe(tmp_path), stage_fns=fake.fns())
+    assert [c[0] for c in fake.calls] == ["data", "base", "sft", "audit"]
+    m = json.loads((run.root / "manifest.json").read_text())
+    assert all(m["stages"][s]["status"] == "complete" for s in ("data", "base", "sft", "audit"))
+    assert m["versions"]["transformers"] and m["recipe_hash"]
+    assert (run.root / "recipe.yaml").exists()
+
+
+def test_second_run_skips_complete_stages(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    fake = FakeStages()
+    execute(make_recipe(tmp_path), stage_fns=fake.fns())
+    assert fake.calls == []
+
+
+def test_interrupted_stage_resumes_and_earlier_stages_are_not_redone(tmp_path):
+    with pytest.raises(RuntimeError):
+        execute(make_recipe(tmp_path), stage_fns=FakeStages(crash_in="sft").fns())
+    run = Run(make_recipe(tmp_path).run_dir(), make_recipe(tmp_path))
+    assert run.stage_record("sft")["status"] == "running"
+    fake = FakeStages()
+    execute(make_recipe(tmp_path), stage_fns=fake.fns())
+    assert fake.calls == [("sft", True), ("audit", False)]
+
+
+def test_changed_config_is_refused_with_the_changed_keys(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    changed = make_recipe(tmp_path, sft={"learning_rate": 1e-3})
+    with pytest.raises(RunStateError) as e:
+        execute(changed, stage_fns=FakeStages().fns())
+    assert "stage 'sft'" in str(e.value) and "sft.learning_rate" in str(e.value)
+    assert "--restart-from sft" in str(e.value)
+
+
+def test_operational_fields_do_not_invalidate_a_stage(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    fake = FakeStages()
+    execute(make_recipe(tmp_path, sft={"save_steps": 7, "logging_steps": 1}), stage_fns=fake.fns())
+    assert fake.calls == []
+
+
+def test_restart_from_redoes_that_stage_and_later_ones(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    changed = make_recipe(tmp_path, sft={"learning_rate": 1e-3})
+    fake = FakeStages()
+    execute(changed, restart_from="sft", stage_fns=fake.fns())
+    assert fake.calls == [("sft", False), ("audit", False)]
+    fake2 = FakeStages()
+    execute(changed, stage_fns=fake2.fns())
+    assert fake2.calls == []
+
+
+def test_restart_from_unknown_stage(tmp_path):
+    with pytest.raises(RunStateError, match="this recipe's stages are data, base, sft, audit"):
+        execute(make_recipe(tmp_path), restart_from="grpo", stage_fns=FakeStages().fns())
+
+
+def test_refusal_writes_nothing(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    root = make_recipe(tmp_path).run_dir()
+    before = (root / "manifest.json").read_text(), (root / "recipe.yaml").read_text()
+    with pytest.raises(RunStateError):
+        execute(make_recipe(tmp_path, seed=5), stage_fns=FakeStages().fns())
+    assert ((root / "manifest.json").read_text(), (root / "recipe.yaml").read_text()) == before
+
+
+def test_complete_in_manifest_but_output_missing_is_redone(tmp_path):
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    import shutil
+
+    shutil.rmtree(make_recipe(tmp_path).run_dir() / "audit")
+    fake = FakeStages()
+    execute(make_recipe(tmp_path), stage_fns=fake.fns())
+    assert fake.calls == [("audit", True)]
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path):
+    root = make_recipe(tmp_path).run_dir()
+    root.mkdir(parents=True)
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(RunStateError, match="corrupt manifest"):
+        execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
