@@ -1,0 +1,33 @@
+"""A reduced quickstart recipe: same pipeline, sizes small enough for CI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
+    raw = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
+    raw["name"] = name
+    raw["output_dir"] = str(tmp_path / "runs")
+    raw["model"]["tiny"].update(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, vocab_size=300)
+    raw["data"]["task"].update(n_train=400, n_eval=40)
+    raw["sft"].update(max_steps=24, examples_per_step=16, micro_batch_size=16, save_steps=8, warmup_ratio=0.0)
+    raw["grpo"].update(max_steps=6, prompts_per_step=4, samples_per_prompt=4, micro_batch_size=16,
+                       max_new_tokens=40, save_steps=2)
+    raw["audit"].update(max_new_tokens=40, batch_size=40)
+    for stage, over in stage_overrides.items():
+        raw[stage].update(over)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def thinktune(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "thinktune.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
