@@ -67,8 +67,10 @@ class RichReporter(Reporter):
             self.console.print(f"  {description}: done")
 
     def note(self, message: str) -> None:
+        from rich.markup import escape
+
         logging.getLogger("thinktune").info(message)
-        self.console.print(f"[bold cyan]›[/] {message}")
+        self.console.print(f"[bold cyan]›[/] {escape(message)}", highlight=False)
 
 
 def _fail(err: BaseException) -> None:
@@ -98,10 +100,18 @@ def _setup_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft|torch)\.")
         try:
             import datasets
+            import transformers
 
             datasets.disable_progress_bars()
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
         except ImportError:
             pass
 

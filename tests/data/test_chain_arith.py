@@ -15,9 +15,33 @@ def test_same_seed_same_records_different_seed_different():
     assert [r.question for r in a] != [r.question for r in c]
 
 
-def test_every_line_is_a_real_intermediate_result():
-    line = re.compile(r"^(\d+) ([-+*]) (\d+) = (\d+)$")
+def evaluate_left_to_right(expr: str) -> int:
+    tokens = expr.split()
+    total = int(tokens[0])
+    for op, b in zip(tokens[1::2], tokens[2::2]):
+        total = {"+": total + int(b), "-": total - int(b), "*": total * int(b)}[op]
+    return total
+
+
+def test_rewrite_trace_each_line_is_the_expression_after_one_more_operation():
     for r in task.generate(300, seed=0, min_ops=1, max_ops=6, ops="+-*"):
+        expr = r.question.removeprefix("Compute ").removesuffix(".")
+        lines = r.reasoning.splitlines()
+        assert len(lines) == r.meta["n_ops"]
+        prev = expr
+        for ln in lines:
+            assert len(ln.split()) == len(prev.split()) - 2  # exactly one operation carried out
+            assert ln.split()[1:] == prev.split()[3:]  # the tail is copied untouched
+            assert evaluate_left_to_right(ln) == evaluate_left_to_right(expr)  # the value never changes
+            assert 0 <= int(ln.split()[0]) <= 999
+            prev = ln
+        assert lines[-1] == r.answer == str(evaluate_left_to_right(expr))
+        assert task.verify(r, r.answer)
+
+
+def test_steps_trace_every_line_is_a_real_intermediate_result():
+    line = re.compile(r"^(\d+) ([-+*]) (\d+) = (\d+)$")
+    for r in task.generate(300, seed=0, min_ops=1, max_ops=6, ops="+-*", trace="steps"):
         lines = r.reasoning.splitlines()
         assert len(lines) == r.meta["n_ops"]
         total = int(r.question.split()[1])
@@ -42,3 +66,5 @@ def test_bad_knobs_are_errors():
         task.generate(1, seed=0, min_ops=3, max_ops=2)
     with pytest.raises(ValueError, match="ops"):
         task.generate(1, seed=0, ops="/")
+    with pytest.raises(ValueError, match="trace"):
+        task.generate(1, seed=0, trace="nope")

@@ -84,6 +84,7 @@ def grpo_trl_args(cfg: GRPOStage, n_processes: int) -> dict[str, Any]:
 
 def run(run: Run, resume: bool) -> dict[str, Any]:
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     recipe, cfg = run.recipe, run.recipe.grpo
@@ -137,6 +138,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
                    ProgressBar("grpo")],
     )
+    trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
     write_effective_config(stage_dir, trainer.args)
 
     removed = remove_uncommitted(stage_dir)

@@ -75,6 +75,7 @@ def build_dataset(records: list[Record], tokenizer, recipe: Recipe, cfg: SFTStag
 
 
 def run(run: Run, resume: bool) -> dict[str, Any]:
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     recipe, cfg = run.recipe, run.recipe.sft
@@ -126,6 +127,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
                    ProgressBar("sft")],
     )
+    trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
     write_effective_config(stage_dir, trainer.args)
 
     removed = remove_uncommitted(stage_dir)

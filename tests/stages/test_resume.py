@@ -1,0 +1,82 @@
+"""kill -9 during SFT or GRPO, then the same `thinktune run`: resume from the last committed checkpoint and
+finish with the same numbers as an uninterrupted run (RELIABILITY.md §1–3)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.stages.helpers import thinktune
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = {"sft": {"max_steps": 40, "save_steps": 8}, "grpo": {"max_steps": 8, "save_steps": 2}}
+
+
+def run_dir(recipe):
+    return recipe.parent / "runs" / recipe.stem
+
+
+def start(recipe):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "thinktune.cli", "run", str(recipe)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def kill_when(proc, path, timeout=300):
+    t0 = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before {path} appeared:\n{proc.stdout.read().decode()[-3000:]}")
+        if time.time() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from tests.stages.helpers import reduced_recipe
+
+    recipe = reduced_recipe(tmp_path_factory.mktemp("ref"), "ref", **OVERRIDES)
+    proc = thinktune("run", str(recipe))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((run_dir(recipe) / "results.json").read_text())
+
+
+@pytest.mark.parametrize("stage, marker", [("sft", "checkpoint-16"), ("grpo", "checkpoint-4")])
+def test_kill_then_resume_matches_uninterrupted(recipe_factory, reference, stage, marker):
+    recipe = recipe_factory(f"kill-{stage}", **OVERRIDES)
+    root = run_dir(recipe)
+    proc = start(recipe)
+    kill_when(proc, root / stage / marker / "COMMITTED")
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["stages"][stage]["status"] == "running"
+    assert not (root / stage / "final").exists()
+
+    # a torn checkpoint (killed mid-write: no COMMITTED marker) must never be loaded
+    torn = root / stage / "checkpoint-999"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"garbage")
+    (torn / "trainer_state.json").write_text("{")
+
+    resumed = thinktune("run", str(recipe))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert f"[{stage}] interrupted earlier — resuming" in log
+    assert f"[{stage}] resuming from checkpoint-" in log
+    assert "checkpoint-999" not in log.split("resuming from")[-1].splitlines()[0]
+    assert not torn.exists()
+    for done in ["data", "base"] + (["sft"] if stage == "grpo" else []):
+        assert f"[{done}] complete — skipped" in log
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["stages"]["data"]["attempts"] == 1
+    assert manifest["stages"][stage]["attempts"] == 2
+    results = json.loads((root / "results.json").read_text())
+    assert results["models"] == reference["models"]
