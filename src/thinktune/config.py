@@ -27,6 +27,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -106,22 +107,104 @@ class TaskConfig(_Strict):
     knobs: dict[str, Any] = Field(default_factory=dict)  # task difficulty knobs, e.g. {max_ops: 4}
 
 
+class SourceConfig(_Strict):
+    """One data source (data/sources.py): a file, a ``datasets`` dataset, or a reasoning-gym dataset."""
+
+    path: str | None = None  # .jsonl/.json/.csv/.tsv/.parquet file, or a datasets save_to_disk directory
+    hf: str | None = None  # datasets.load_dataset name or local dataset dir (offline unless cached)
+    hf_config: str | None = None  # datasets configuration name, e.g. "main" for openai/gsm8k
+    split: str = "train"  # datasets split
+    reasoning_gym: str | None = None  # reasoning-gym dataset name, e.g. leg_counting (its scorer verifies)
+    size: PositiveInt = 1000  # reasoning-gym: number of items
+    seed: NonNegativeInt = 0  # reasoning-gym: generator seed
+    config: dict[str, Any] = Field(default_factory=dict)  # reasoning-gym dataset config (difficulty)
+    format: Literal["auto", "canonical", "gsm8k", "math"] = "auto"  # gsm8k: "#### N" -> answer; math: \boxed{}
+    fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> source column, e.g. {question: prompt}
+    task: str | None = None  # task tag for the records (selects the grader); default gsm8k / math / source name
+    id_prefix: str | None = None  # ids for rows without one: <id_prefix>-<row>
+    strip_calculator: bool = True  # gsm8k: drop <<48/2=24>> calculator annotations from the reasoning
+    limit: PositiveInt | None = None  # read only the first N rows
+    kind: Literal["reasoning", "non_reasoning"] = "reasoning"  # group for data.mix
+
+    @model_validator(mode="after")
+    def _one_place(self) -> SourceConfig:
+        if sum(x is not None for x in (self.path, self.hf, self.reasoning_gym)) != 1:
+            raise ValueError("set exactly one of path, hf or reasoning_gym")
+        return self
+
+
+class CurateConfig(_Strict):
+    """Filters applied to the training records (data/curate.py); each reports what it removed in stats.json."""
+
+    dedupe: bool = True  # drop exact duplicates (case-folded, whitespace-collapsed dedupe_fields)
+    dedupe_fields: list[str] = Field(default_factory=lambda: ["question", "reasoning", "answer"])
+    near_dedupe: bool = True  # MinHash + LSH over word 3-grams of question + reasoning
+    near_threshold: float = Field(0.8, gt=0.0, le=1.0)  # estimated Jaccard at which two rows are duplicates
+    answer_consistency: bool = True  # the answer read from the reasoning alone must verify against `answer`
+    require_reasoning: bool = False  # drop rows with an empty reasoning (SFT on traces)
+    reject_code_blocks: bool = False  # drop traces with ``` code blocks (DeepSeek-R1's CoT filter)
+    max_paragraph_chars: PositiveInt | None = None  # drop traces with a longer paragraph (R1's filter)
+    tokenizer: str | None = None  # for token limits; default: the recipe's model.path; tiny models count bytes
+    max_prompt_tokens: PositiveInt | None = None  # question tokens
+    max_completion_tokens: PositiveInt | None = None  # rendered <think>…</think><answer>…</answer> tokens
+    min_completion_tokens: PositiveInt | None = None
+    decontaminate: bool = True  # drop training rows that overlap the eval set (and decontaminate_against)
+    decontaminate_against: list[SourceConfig] = Field(default_factory=list)  # more eval sets to check against
+    decontam_ngram: PositiveInt = 6  # word n-gram length
+    decontam_threshold: float = Field(0.3, gt=0.0, le=1.0)  # flagged at this fraction of an eval item's n-grams
+    max_drop_fraction: float = Field(0.5, ge=0.0, le=1.0)  # fail when bad rows + filters remove more than this
+
+
+class MixConfig(_Strict):
+    """Reasoning : non-reasoning mix (DeepSeek-R1 used ~600k : 200k); sources choose their group with `kind`."""
+
+    reasoning: NonNegativeFloat = 3.0  # relative weight of kind=reasoning sources
+    non_reasoning: NonNegativeFloat = 1.0  # relative weight of kind=non_reasoning sources
+    total: PositiveInt | None = None  # cap on the mixed training set
+
+
 class DataConfig(_Strict):
-    """Training and held-out data: a built-in task, or canonical JSONL files."""
+    """Training and held-out data: a built-in task, canonical JSONL files, or sources (any format, curated)."""
 
     task: TaskConfig | None = None  # generate a synthetic task
     train_file: str | None = None  # canonical JSONL (data/records.py); relative to the working directory
     eval_file: str | None = None  # canonical JSONL for held-out evaluation
+    sources: list[SourceConfig] | None = None  # training sources, loaded, curated and mixed
+    eval_sources: list[SourceConfig] | None = None  # held-out sources (not curated beyond validation + dedupe)
+    eval_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # else hold out this fraction of sources by id hash
+    curate: CurateConfig | None = None  # filters; default on for sources, off for train_file
+    mix: MixConfig | None = None  # reasoning : non-reasoning ratio across sources
     max_train: PositiveInt | None = None  # keep the first N training records (after shuffling with the seed)
     max_eval: PositiveInt | None = None  # keep the first N held-out records
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if (self.task is None) == (self.train_file is None):
-            raise ValueError("set exactly one of data.task or data.train_file")
+        if sum(x is not None for x in (self.task, self.train_file, self.sources)) != 1:
+            raise ValueError("set exactly one of data.task, data.train_file or data.sources")
         if self.train_file and not self.eval_file:
             raise ValueError("data.eval_file is required with data.train_file")
+        if self.sources is not None:
+            if not self.sources:
+                raise ValueError("data.sources must list at least one source")
+            if sum(x is not None for x in (self.eval_file, self.eval_sources, self.eval_fraction)) != 1:
+                raise ValueError("with data.sources set exactly one of data.eval_sources, data.eval_file or "
+                                 "data.eval_fraction")
+        if self.task is not None and (self.curate or self.mix or self.eval_sources or self.eval_fraction):
+            raise ValueError("data.curate / mix / eval_sources / eval_fraction apply to data.sources or "
+                             "data.train_file, not data.task")
+        if self.mix is not None and self.sources is None:
+            raise ValueError("data.mix needs data.sources (each with kind: reasoning or non_reasoning)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Keys added after the first release are left out while unset, so the resolved recipe (and the data stage's
+        # fingerprint) of a recipe that does not use them is unchanged and existing runs are not invalidated.
+        data = handler(self)
+        for key in ("sources", "eval_sources", "eval_fraction", "curate", "mix"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class SFTStage(_Strict):
@@ -184,11 +267,35 @@ class GRPOStage(_Strict):
 
 
 class AuditStage(_Strict):
-    """Held-out evaluation of every model of the run on the same items (greedy)."""
+    """The reasoning audit of every model of the run on the same items (METHODS.md §6–8, §10, §13; audit/).
+
+    Greedy generation gives the outcome metrics; the scorer-based tests (early answering, filler, paraphrase,
+    information gain, calibration) re-use each item's greedy chain; ``mistakes`` and ``samples`` regenerate.
+    """
 
     max_items: PositiveInt | None = None  # evaluate on the first N held-out records (None = all)
     max_new_tokens: PositiveInt = 256  # generation cap per item
-    batch_size: PositiveInt = 64  # prompts per generate() call
+    batch_size: PositiveInt = 64  # prompts per generate() call; roots per prefix-cached scoring pass
+    tests: list[Literal["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"]] = Field(
+        default_factory=lambda: ["early_answering", "filler", "info_gain", "calibration"]
+    )  # scorer-based tests are cheap; paraphrase is scored too; mistakes regenerate after each corrupted step
+    early_answering_points: int = Field(5, ge=2)  # grid of chain fractions 0, 1/(p-1), …, 1 (Lanham test A)
+    filler_unit: str = " ..."  # filler token(s) repeated to the replaced length (Lanham test D)
+    filler_curve: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # filler length / chain length
+    info_gain_mode: Literal["answer_only", "whole_sequence"] = "answer_only"  # NLL scope; paper = whole_sequence
+    info_gain_min_steps: NonNegativeInt = 1  # traces with fewer steps are skipped (InfoGain None)
+    mistake_points: int = Field(3, ge=2)  # corrupted-step positions per item (grid over the steps)
+    bias_normalised: bool = True  # also report no-CoT agreement corrected for answer bias (Bentham et al.)
+    samples: NonNegativeInt = 0  # sampled completions per item for pass@k / maj@k (0 = greedy only)
+    pass_k: list[PositiveInt] = Field(default_factory=lambda: [1, 4])  # k values for pass@k (k <= samples)
+    temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
+    sampling_seed: NonNegativeInt = 1234  # the audit's own sampling seed (RELIABILITY.md §7)
+    unanswerable: Literal["none", "question_only", "drop_quantity"] = "none"  # add unanswerable variants
+    extractor: str = "answer_tag"  # answer extraction (rewards.answers.EXTRACTORS); "auto" for untrained models
+    switch_words: list[str] = Field(default_factory=lambda: ["alternatively"])  # thought-switch markers
+    calibration_bins: PositiveInt = 10  # equal-width bins for ECE
+    bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)
 
 
 class Recipe(_Strict):

@@ -7,6 +7,14 @@ One record per example (DESIGN.md, "Data model")::
 
 Every loader produces :class:`Record`; every stage consumes it. Reading is validating: a bad row raises
 :class:`DataError` naming the file, the line and the field, never a bare traceback.
+
+Two ways to read:
+
+- :func:`read_records` raises on the first bad row (recipes: a broken input file stops the run).
+- :func:`scan_records` never raises on bad rows: it yields ``(line, Record)`` for good rows and
+  ``(line, Problem)`` for every problem (bad UTF-8, bad JSON, not an object, missing / empty / non-string fields,
+  duplicate ids, over-long rows), so ``thinktune data validate`` can report them all with file:line and field.
+  It streams (one row in memory at a time, plus one small int per id for the duplicate check).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +111,112 @@ def read_records(path: str | os.PathLike) -> list[Record]:
     return records
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Non-raising validation (thinktune data validate, the data stage's curate pass)
+
+MAX_ROW_BYTES = 1_000_000  # default limit for one JSONL line; longer rows are reported, not parsed
+REQUIRED_TEXT = ("id", "question", "answer")  # must be present, strings, and not blank
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a data file. ``kind`` is a stable short name used for counting (stats.json)."""
+
+    path: str
+    line: int | None
+    field: str | None
+    message: str
+    kind: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+
+    def to_error(self) -> DataError:
+        return DataError(self.path, self.line, self.field, self.message)
+
+
+_KIND_BY_PYDANTIC = {"missing": "missing_field", "string_type": "not_a_string", "extra_forbidden": "unknown_field",
+                     "string_too_short": "empty_field", "value_error": "empty_field", "bool_type": "wrong_type",
+                     "bool_parsing": "wrong_type", "dict_type": "wrong_type"}
+
+
+def check_record(obj: Any, path: str, line: int | None) -> tuple[Record | None, list[Problem]]:
+    """Validate one decoded object; every problem is returned (not just the first), nothing raises."""
+    if not isinstance(obj, dict):
+        return None, [Problem(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "not_an_object")]
+    problems = []
+    for key in REQUIRED_TEXT:  # readable messages for the common cases, before pydantic's
+        v = obj.get(key)
+        if key not in obj or v is None:
+            problems.append(Problem(path, line, key, "required field is missing", "missing_field"))
+        elif not isinstance(v, str):
+            problems.append(Problem(path, line, key, f"must be a string, got {type(v).__name__}", "not_a_string"))
+        elif not v.strip():
+            problems.append(Problem(path, line, key, "must not be empty", "empty_field"))
+    if problems:
+        return None, problems
+    try:
+        return Record.model_validate(obj), []
+    except ValidationError as err:
+        for e in err.errors():
+            field = ".".join(str(p) for p in e["loc"]) or None
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(Problem(path, line, field, msg, _KIND_BY_PYDANTIC.get(e["type"], "invalid_field")))
+        return None, problems
+
+
+def scan_lines(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line, decoded object)`` or ``(line, Problem)`` per non-blank line; raises only if the file is missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, None, None, "file not found" if not p.exists() else "not a regular file")
+    sp = str(p)
+    loads = json.loads
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if len(raw) > max_row_bytes:
+                yield lineno, Problem(sp, lineno, None, f"row is {len(raw):,} bytes, over the {max_row_bytes:,}-byte "
+                                      "limit (max_row_bytes)", "row_too_long")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, Problem(sp, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield lineno, loads(text)
+            except json.JSONDecodeError as e:
+                yield lineno, Problem(sp, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
+            except RecursionError:
+                yield lineno, Problem(sp, lineno, None, "invalid JSON: nested too deeply", "bad_json")
+
+
+def scan_records(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Record | Problem]]:
+    """Stream a canonical JSONL file: ``(line, Record)`` for good rows, ``(line, Problem)`` for each problem.
+
+    A duplicate id is a problem on the later line (the first occurrence is kept). Never raises on bad rows.
+    """
+    sp = str(path)
+    first_line: dict[str, int] = {}
+    for lineno, obj in scan_lines(path, max_row_bytes):
+        if isinstance(obj, Problem):
+            yield lineno, obj
+            continue
+        rec, problems = check_record(obj, sp, lineno)
+        if rec is None:
+            for pr in problems:
+                yield lineno, pr
+            continue
+        first = first_line.setdefault(rec.id, lineno)
+        if first != lineno:
+            yield lineno, Problem(sp, lineno, "id", f"duplicate id {rec.id!r} (first on line {first})", "duplicate_id")
+            continue
+        yield lineno, rec
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
     """Write rows as JSONL atomically (temp file + rename). Returns the number of rows."""
     lines = []
@@ -110,3 +225,43 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> in
         lines.append(json.dumps(obj, ensure_ascii=False))
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+class JsonlWriter:
+    """Stream rows to ``path`` atomically: a temp file beside it, renamed into place only on a clean exit.
+
+    ``with JsonlWriter(out) as w: w.write(record)`` — an exception inside the block removes the temp file, so a
+    failed command never leaves half-written output (the old file, if any, is untouched).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.count = 0
+        self._fh = None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> JsonlWriter:
+        import tempfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        return self
+
+    def write(self, row: BaseModel | dict) -> None:
+        obj = row.model_dump() if isinstance(row, BaseModel) else row
+        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        fh, tmp = self._fh, self._tmp
+        try:
+            if exc_type is None:
+                fh.flush()
+                os.fsync(fh.fileno())
+            fh.close()
+            if exc_type is None:
+                os.replace(tmp, self.path)
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)

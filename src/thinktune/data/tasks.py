@@ -401,23 +401,17 @@ class ReasoningGym:
         prefix = id_prefix or f"rg-{dataset}-s{seed}"
         out = []
         for i, entry in enumerate(ds):
+            # task "rg:<dataset>" + meta.metadata is the answer layer's convention (rewards/answers.py grade)
             out.append(Record(id=f"{prefix}-{i}", question=entry["question"], answer=str(entry["answer"]),
-                              task=self.name, meta={"rg_dataset": dataset, "rg_metadata": _jsonable(entry["metadata"])}))
+                              task=f"rg:{dataset}", meta={"metadata": _jsonable(entry["metadata"])}))
         return out
 
     def verify(self, record: Record, predicted: str | None) -> bool:
-        if predicted is None:
+        from thinktune.rewards.answers import grade
+
+        if not record.task.startswith("rg:"):
             return False
-        rg = _import_reasoning_gym()
-        dataset = (record.meta or {}).get("rg_dataset")
-        if not dataset:
-            return False
-        score_fn = rg.get_score_answer_fn(dataset)
-        entry = {"question": record.question, "answer": record.answer, "metadata": record.meta.get("rg_metadata", {})}
-        try:
-            return float(score_fn(predicted, entry)) >= 1.0
-        except Exception:  # noqa: BLE001 - a scorer crash on a malformed prediction means "not correct"
-            return False
+        return bool(grade(record, predicted))
 
 
 def _import_reasoning_gym():

