@@ -1,57 +1,392 @@
-"""The answer layer: extract a final answer from a completion and decide whether it matches the gold.
+"""The answer layer: extract the final answer from a completion and decide whether it matches the gold.
 
 Used by rewards, data curation and the audit alike (one grader per task; STYLE.md rule 11), so training and
-evaluation cannot drift apart.
+evaluation cannot drift apart::
 
-- :func:`extract_answer` reads the answer block through the one parser (formatting.py).
-- :func:`grade` returns ``True`` / ``False``, or ``None`` when the *gold* cannot be interpreted: an unparseable
-  reference is excluded from scoring, never rewarded (huggingface/open-r1#215).
+    from thinktune.rewards.answers import extract_answer, grade
+    grade(record, extract_answer(completion, extractor="boxed"))   # True / False / None
+
+Extraction (:func:`extract_answer`, ``extractor=``):
+
+=============  ===============================================================================================
+answer_tag     the single answer block of the completion template (formatting.parse_completion); a ``\\boxed{}``
+               inside it is unwrapped. Default.
+boxed          the ``\\boxed{…}`` / ``\\fbox{…}`` contents of the text (MATH, Qwen/DeepSeek CoT prompts)
+gsm8k          the text after the last ``#### `` (GSM8K solutions)
+a_colon        the last line ``A: …`` / ``Answer: …`` (GSM8K ``example_model_solutions``)
+last_number    the last number in the text (thousands separators, signs, decimals, ``a/b``)
+choice         a multiple-choice letter: ``answer is (B)``, ``Answer: B``, ``\\boxed{B}``, a final ``(B)``
+auto           answer_tag if there is exactly one answer block, else boxed, gsm8k, a_colon, last_number
+=============  ===============================================================================================
+
+Several *different* boxed answers are returned joined with ``", "`` so that :func:`grade` sees several candidates.
+
+Equivalence (:func:`grade`), in order:
+
+1. ``record.answerable is False`` → None (abstention is judged by the ``abstain`` reward, not here); an empty
+   gold → None. An unparseable gold is excluded, never rewarded (huggingface/open-r1#215, #293).
+2. **Several candidates earn no credit** unless every one of them is the gold: ``18 or 17``, ``17, 18``,
+   ``\\boxed{17} \\boxed{18}`` are all wrong for gold 18 (Math-Verify's ``verify`` accepts *any* matching pair,
+   RELIABILITY.md §5.1 and §9; Liuziyu77/Visual-RFT#79). A gold that is itself a list (``1, 2``) is compared as a
+   set, one-to-one.
+3. A task's own verifier: built-in tasks (``thinktune.data.tasks.TASKS``) and reasoning-gym tasks — records whose
+   ``task`` is ``rg:<dataset>`` (or ``reasoning_gym:<dataset>``) with the dataset entry's metadata in
+   ``meta["metadata"]``; the entry passes when ``score_answer`` returns 1.0.
+4. Multiple-choice letters when the gold is a single letter A–J.
+5. Numbers (after dropping thousands separators ``1,000`` / ``1{,}000`` / ``1,\\!000``, ``\\$``, degrees) compare
+   with a relative tolerance; normalised strings (``\\text{}`` unwrapped, case and spaces folded) compare equal.
+6. Math-Verify (LaTeX, fractions, percentages, sets, intervals, equations), called with its own signal-based
+   timeout when on the main thread. A Math-Verify timeout raises :class:`GradingTimeout` — an infrastructure
+   failure the reward runner counts, never a silent 0.
+
+Deviations from Math-Verify's defaults: single-answer extraction instead of any-match (rule 2); a gold that
+Math-Verify cannot parse is None even when the strings happen to be equal.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Sequence
+from typing import Any
 
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
 
+EXTRACTORS = ("answer_tag", "boxed", "gsm8k", "a_colon", "last_number", "choice", "auto")
+MATH_VERIFY_TIMEOUT_S = 5  # Math-Verify's own SIGALRM timeout (main thread only); the runner's deadline is the backstop
+
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_LAST_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+_LETTER = re.compile(r"^\(?([A-J])\)?[.)]?$")
 
 
-def extract_answer(completion: str, fmt: CompletionFormat = DEFAULT_FORMAT, think_prefilled: bool = False) -> str | None:
-    """The content of the single answer block, or None (no block, several blocks, unclosed)."""
-    return parse_completion(completion, fmt, think_prefilled).answer
+class GradingTimeout(Exception):
+    """Math-Verify ran out of time on a gold or prediction; the runner counts it as a failure (never a 0)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extraction
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """Contents of the balanced ``{…}`` opening at ``text[start]``, and the index after it."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+    return None
+
+
+def boxed_contents(text: str) -> list[str]:
+    """Every ``\\boxed{…}`` / ``\\fbox{…}`` (or ``\\boxed 5``) in order, stripped; empty and ``\\phantom`` boxes skipped."""
+    out: list[str] = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\b", text):
+        i = m.end()
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            got = _braced(text, i)
+            if got is None:
+                continue
+            inner = got[0].strip()
+        else:  # "\boxed 5" form
+            word = re.match(r"[^\s$]+", text[i:])
+            inner = word.group(0) if word else ""
+        visible = re.sub(r"\\phantom\{[^{}]*\}|\\[,;! ]|\s", "", inner)
+        if visible:
+            out.append(inner)
+    return out
+
+
+def _join_distinct(candidates: Sequence[str]) -> str | None:
+    distinct = list(dict.fromkeys(c.strip() for c in candidates if c.strip()))
+    return ", ".join(distinct) if distinct else None
+
+
+def _last_line_match(pattern: str, text: str) -> str | None:
+    found = re.findall(pattern, text, flags=re.IGNORECASE | re.MULTILINE)
+    return found[-1].strip().rstrip(".").strip() if found else None
+
+
+def _choice(text: str) -> str | None:
+    for pattern in (r"answer\s*(?:is|:)\s*[:\s]*\(?\s*([A-J])\s*\)?(?![A-Za-z])",):
+        found = re.findall(pattern, text, flags=re.IGNORECASE)
+        if found:
+            return found[-1].upper()
+    boxed = boxed_contents(text)
+    if boxed:
+        letters = [_as_letter(b) for b in boxed]
+        return _join_distinct([x if x else b for x, b in zip(letters, boxed)])
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines:
+        parts = split_candidates(_strip_text_wrappers(lines[-1]))
+        letters = [_as_letter(p) for p in parts]
+        if all(letters):
+            return _join_distinct([x for x in letters if x])
+    return None
+
+
+def extract_answer(completion: str, fmt: CompletionFormat = DEFAULT_FORMAT, think_prefilled: bool = False,
+                   extractor: str = "answer_tag") -> str | None:
+    """The final answer of ``completion`` by ``extractor`` (table above), or None when there is none."""
+    if extractor == "answer_tag" or (extractor == "auto" and parse_completion(completion, fmt, think_prefilled).answer):
+        answer = parse_completion(completion, fmt, think_prefilled).answer
+        if answer is None:
+            return None
+        boxed = boxed_contents(answer)
+        return _join_distinct(boxed) if boxed else answer
+    if extractor in ("boxed", "auto"):
+        boxed = boxed_contents(completion)
+        if boxed or extractor == "boxed":
+            return _join_distinct(boxed)
+    if extractor in ("gsm8k", "auto"):
+        got = _last_line_match(r"####\s*(.+?)\s*$", completion)
+        if got or extractor == "gsm8k":
+            return got or None
+    if extractor in ("a_colon", "auto"):
+        got = _last_line_match(r"^\s*(?:A|Answer)\s*:\s*(.+?)\s*$", completion)
+        if got or extractor == "a_colon":
+            return got or None
+    if extractor in ("last_number", "auto"):
+        found = _LAST_NUMBER.findall(completion)
+        return found[-1] if found else None
+    if extractor == "choice":
+        return _choice(completion)
+    raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# normalisation and candidates
+
+
+def _strip_text_wrappers(text: str) -> str:
+    t = text.strip()
+    for _ in range(3):  # nested wrappers: $\text{(B)}$
+        t = re.sub(r"^\$+|\$+$", "", t).strip()
+        t = re.sub(r"^\\\(|\\\)$", "", t).strip()
+        t = re.sub(r"^\\\[|\\\]$", "", t).strip()
+        m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{(.*)\}", t, flags=re.DOTALL)
+        if m and _braced(t, t.index("{")) == (m.group(1), len(t)):
+            t = m.group(1).strip()
+    return t
+
+
+def clean_latex(text: str) -> str:
+    """Light, value-preserving LaTeX cleanup shared by the string and number paths."""
+    t = _strip_text_wrappers(text)
+    t = re.sub(r"\\[dt]frac", r"\\frac", t)
+    t = t.replace("{,}", ",").replace(",\\!", ",").replace("\\!", "").replace("\\,", " ").replace("\\ ", " ")
+    t = t.replace("\\$", "").replace("\\left", "").replace("\\right", "")
+    t = re.sub(r"\^\s*\{?\\circ\}?|°", "", t)
+    t = re.sub(r"\\text\{\s*\}", "", t)
+    t = re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", t)
+    t = re.sub(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])", r"\\pi", t)  # "7pi" (plain-text model output) -> "7\pi"
+    t = re.sub(r"(?<!\\)sqrt\(([^()]*)\)", r"\\sqrt{\1}", t)  # "sqrt(3)" -> "\sqrt{3}"
+    return t.strip()
 
 
 def normalize(text: str) -> str:
     """Lower-case, collapse whitespace, drop thousands separators and a trailing period."""
     t = " ".join(text.strip().lower().split())
     t = t.rstrip(".")
-    if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", t):
+    if _THOUSANDS.match(t):
         t = t.replace(",", "")
     return t
 
 
 def _as_number(text: str) -> float | None:
-    t = normalize(text)
+    t = normalize(clean_latex(text)).replace(" ", "")
+    if _THOUSANDS.match(t):
+        t = t.replace(",", "")
     return float(t) if _NUMBER.match(t) else None
 
 
-def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool | None:
-    """Is ``predicted`` equivalent to ``record.answer``? None when the gold itself is unusable.
+def _as_letter(text: str) -> str | None:
+    t = clean_latex(text).strip()
+    t = re.sub(r"^(?:answer|option|choice)\s*[:\s]\s*", "", t, flags=re.IGNORECASE).strip()
+    m = _LETTER.match(t)
+    if m:
+        return m.group(1)
+    m = re.match(r"^\(([A-J])\)\s", t)  # "(C) 5"
+    return m.group(1) if m else None
 
-    Built-in tasks use their own verifier; otherwise numbers compare numerically and text compares normalised.
+
+_HEDGE_WORDS = re.compile(r"\s+(?:or|and/or|and|vs\.?)\s+|\\text\{\s*(?:or|and)\s*\}|\\lor|\\vee|;", re.IGNORECASE)
+
+
+def split_candidates(text: str) -> list[str]:
+    """Top-level candidates of an answer: ``"18 or 17"`` → ``["18", "17"]``; ``"(1, 2)"`` and ``"3,250"`` stay whole.
+
+    Splits on commas, semicolons and the words or/and/vs outside brackets and braces; thousands separators
+    (``1,000``, ``1{,}000``, ``1,\\!000``) are not commas. Duplicates are kept (the caller decides).
     """
+    t = text.strip()
+    t = re.sub(r"^either\s+", "", t, flags=re.IGNORECASE)
+    t = t.replace("{,}", "\x00").replace(",\\!", "\x00")
+    t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "\x00", t)
+    # mark top-level separator positions
+    depth, pieces, start, i = 0, [], 0, 0
+    while i < len(t):
+        ch = t[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            if ch == ",":
+                pieces.append(t[start:i])
+                start = i + 1
+            else:
+                m = _HEDGE_WORDS.match(t, i)
+                if m and m.end() > i:
+                    pieces.append(t[start:i])
+                    start = i = m.end()
+                    continue
+        i += 1
+    pieces.append(t[start:])
+    out = [p.replace("\x00", ",").strip() for p in pieces]
+    return [p for p in out if p] or [text.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# equivalence
+
+
+def _math_verify_parse(text: str) -> list[Any]:
+    from math_verify import parse
+    from math_verify.errors import TimeoutException
+
+    timeout = MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    for candidate in (f"${text}$", text):
+        try:
+            parsed = parse(candidate, parsing_timeout=timeout, raise_on_error=True)
+        except TimeoutException:
+            raise GradingTimeout(f"math-verify parse timed out on {text[:80]!r}") from None
+        except Exception:  # malformed LaTeX: unparseable, not an infrastructure failure
+            parsed = []
+        if parsed:
+            return parsed
+    return []
+
+
+def _math_verify_equal(gold: list[Any], pred: list[Any]) -> bool:
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
+    timeout = MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    try:
+        return bool(verify(gold, pred, timeout_seconds=timeout, raise_on_error=True))
+    except TimeoutException:
+        raise GradingTimeout("math-verify verify timed out") from None
+    except Exception:
+        return False
+
+
+def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
+    """Are two single answers the same value? None when ``gold`` cannot be interpreted at all."""
+    g_letter, p_letter = _as_letter(gold), _as_letter(predicted)
+    if g_letter and len(clean_latex(gold)) <= 4:  # "B", "(B)": a choice letter
+        return p_letter == g_letter
+    g_num, p_num = _as_number(gold), _as_number(predicted)
+    if g_num is not None and p_num is not None:
+        if abs(g_num - p_num) <= rel_tol * max(1.0, abs(g_num)):
+            return True
+        if "%" not in gold + predicted:
+            return False
+    if normalize(clean_latex(gold)).replace(" ", "") == normalize(clean_latex(predicted)).replace(" ", ""):
+        return True
+    g = _math_verify_parse(clean_latex(gold))
+    if not g:
+        return None
+    p = _math_verify_parse(clean_latex(predicted))
+    return bool(p) and _math_verify_equal(g, p)
+
+
+def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool | None:
+    """One-to-one matching of two candidate lists (order-free)."""
+    if len(golds) != len(preds):
+        return False
+    remaining = list(preds)
+    for g in golds:
+        for j, p in enumerate(remaining):
+            verdict = equivalent(g, p, rel_tol)
+            if verdict is None:
+                return None
+            if verdict:
+                del remaining[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _rg_dataset(record: Record) -> str | None:
+    for prefix in ("rg:", "reasoning_gym:"):
+        if record.task.startswith(prefix):
+            return record.task[len(prefix) :]
+    return None
+
+
+def _rg_grade(record: Record, dataset: str, predicted: str) -> bool:
+    import reasoning_gym
+
+    entry = {"question": record.question, "answer": record.answer, "metadata": record.meta.get("metadata", {})}
+    score = reasoning_gym.get_score_answer_fn(dataset)(predicted, entry)
+    return float(score) >= 1.0 - 1e-9
+
+
+def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool | None:
+    """Is ``predicted`` equivalent to ``record.answer``? None when the gold is unusable (see module docstring)."""
     gold = record.answer
-    if gold is None or not gold.strip():
+    if not record.answerable or gold is None or not gold.strip():
         return None
     if predicted is None or not predicted.strip():
         return False
+    golds, preds = split_candidates(gold), split_candidates(predicted)
+    if len(preds) > 1 and len(golds) == 1:  # a hedge: credit only if every candidate is the gold
+        verdicts = [grade(record, p, rel_tol) for p in dict.fromkeys(preds)]
+        return None if None in verdicts else all(verdicts)
+
     from thinktune.data.tasks import TASKS
 
     if record.task in TASKS:
         return TASKS[record.task]().verify(record, predicted)
-    g, p = _as_number(gold), _as_number(predicted)
-    if g is not None:
-        return p is not None and abs(g - p) <= rel_tol * max(1.0, abs(g))
-    return normalize(gold) == normalize(predicted)
+    dataset = _rg_dataset(record)
+    if dataset is not None:
+        return _rg_grade(record, dataset, predicted)
+    if len(golds) > 1:
+        whole = equivalent(gold, predicted, rel_tol)
+        return True if whole else _equivalent_sets(golds, preds, rel_tol)
+    return equivalent(gold, predicted, rel_tol)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# abstention
+
+ABSTAIN_PHRASES = (
+    "i don't know", "i do not know", "i dont know", "don't know", "not sure", "i'm unsure", "i am unsure",
+    "cannot be determined", "can't be determined", "cannot determine", "can't determine", "not possible to determine",
+    "impossible to determine", "cannot be answered", "can't be answered", "cannot answer", "can't answer",
+    "unanswerable", "not answerable", "not enough information", "insufficient information",
+    "missing information", "information is missing", "not specified", "unknown",
+)  # keyword detector (METHODS.md §8.4: thinktune's offline default); the LLM judge is pluggable in the audit
+
+
+def is_abstention(answer: str | None, abstain_string: str | None = None) -> bool:
+    """Does this final answer decline to answer? A phrase from :data:`ABSTAIN_PHRASES` and no number in it.
+
+    ``"I don't know."`` → True; ``"I know: it is 5"`` → False; ``"unknown, maybe 5"`` → False (a hedge, not an
+    abstention). ``abstain_string`` (an unanswerable record's ``answer``) also counts when matched exactly.
+    """
+    if answer is None:
+        return False
+    t = normalize(clean_latex(answer)).replace("’", "'")
+    if abstain_string and t == normalize(abstain_string).replace("’", "'"):
+        return True
+    return any(p in t for p in ABSTAIN_PHRASES) and not re.search(r"\d", t)
