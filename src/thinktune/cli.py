@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from thinktune.cli_data import data_app
 from thinktune.errors import ThinktuneError
 from thinktune.progress import Reporter, TaskHandle, set_reporter
 
@@ -28,6 +29,7 @@ app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.
                   pretty_exceptions_enable=False, add_completion=False)
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
 out = Console()

@@ -1,0 +1,381 @@
+"""``thinktune data …``: validate, convert, curate, stats, mix, distill. Routing and rendering only.
+
+Every command writes its outputs through a temp file + rename, so a failed command leaves no half-written file.
+Bad data is reported as ``file:line: field: message`` lines, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+data_app = typer.Typer(help="Load, validate, curate, mix and distill reasoning datasets.", no_args_is_help=True)
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="auto | canonical | gsm8k | math.")]
+FieldOpt = Annotated[list[str] | None, typer.Option("--field", help="Map a field: canonical=column, e.g. question=problem.")]
+ShowOpt = Annotated[int, typer.Option("--show", help="How many problems / removed rows to list.")]
+
+
+def _spec(path: Path, fmt: str, fields: list[str] | None, max_row_bytes: int | None = None, limit: int | None = None):
+    from thinktune.data.records import MAX_ROW_BYTES, DataError
+    from thinktune.data.sources import SourceSpec
+
+    mapping = {}
+    for f in fields or []:
+        if "=" not in f:
+            raise DataError("--field", None, None, f"expected canonical=column, got {f!r}")
+        k, v = f.split("=", 1)
+        mapping[k.strip()] = v.strip()
+    src = str(path)
+    rg = src.startswith("rg:")
+    return SourceSpec(path=None if rg else src, reasoning_gym=src[3:] if rg else None, format=fmt, fields=mapping,
+                      max_row_bytes=max_row_bytes or MAX_ROW_BYTES, limit=limit, size=limit or 1000)
+
+
+def _records(specs, problems: list, counts: Counter, show: int):
+    """Records of every spec; problems counted (and the first ``show`` kept)."""
+    from thinktune.data.records import Problem
+    from thinktune.data.sources import iter_source
+
+    for spec in specs:
+        for _line, item in iter_source(spec):
+            if isinstance(item, Problem):
+                counts[item.kind] += 1
+                if len(problems) < show:
+                    problems.append(item)
+            else:
+                yield item
+
+
+def _print_problems(problems, counts: Counter) -> None:
+    from rich.markup import escape
+
+    from thinktune.cli import console
+
+    for p in problems:
+        console.print(f"  [red]✗[/] {escape(str(p))}", highlight=False)
+    total = sum(counts.values())
+    if total > len(problems):
+        console.print(f"  … and {total - len(problems)} more")
+    if counts:
+        console.print("  problems by kind: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()))
+
+
+@data_app.command("validate")
+def validate_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Data files (.jsonl .json .csv .tsv .parquet) or dataset dirs.")],
+    fmt: FormatOpt = "canonical",
+    fields: FieldOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on any problem (default: skip bad rows, report counts).")] = False,
+    max_row_bytes: Annotated[int | None, typer.Option(help="Longest allowed JSONL line in bytes (default 1,000,000).")] = None,
+    show: ShowOpt = 50,
+) -> None:
+    """Check every row against the canonical schema: bad JSON / UTF-8, missing, empty or non-string fields,
+    duplicate ids, over-long rows — each reported with file:line and field."""
+    from thinktune.cli import _user_errors, console, out
+
+    problems: list = []
+    counts: Counter = Counter()
+    good = 0
+    with _user_errors():
+        for f in files:
+            good += sum(1 for _ in _records([_spec(f, fmt, fields, max_row_bytes)], problems, counts, show))
+    _print_problems(problems, counts)
+    bad = sum(counts.values())
+    out.print(f"{'[green]ok[/]' if not bad else '[yellow]problems[/]'}: {good} valid rows, {bad} problem(s) "
+              f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
+    if (bad and strict) or good == 0:
+        if good == 0:
+            console.print("[bold red]error:[/] no valid rows")
+        raise typer.Exit(1)
+
+
+@data_app.command("convert")
+def convert_cmd(
+    source: Annotated[Path, typer.Argument(help="A file, a datasets directory, or rg:<reasoning-gym dataset>.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Canonical JSONL to write.")],
+    fmt: FormatOpt = "auto",
+    fields: FieldOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Read only the first N rows (reasoning-gym: how many items).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad row.")] = False,
+    show: ShowOpt = 20,
+) -> None:
+    """Load any supported source into canonical records (GSM8K '#### N' → answer, MATH \\boxed{} → answer)."""
+    from thinktune.cli import _user_errors, console, out
+    from thinktune.data.records import DataError, JsonlWriter
+
+    problems: list = []
+    counts: Counter = Counter()
+    with _user_errors():
+        with JsonlWriter(output) as w:
+            for rec in _records([_spec(source, fmt, fields, limit=limit)], problems, counts, show):
+                w.write(rec)
+            if strict and counts:
+                raise DataError(str(problems[0]), None, None, "stopping (--strict); nothing was written")
+            if w.count == 0:
+                raise DataError(source, None, None, "no valid rows; nothing was written")
+    _print_problems(problems, counts)
+    out.print(f"[green]wrote[/] {w.count} records to {output}" + (f" (skipped {sum(counts.values())} bad rows)" if counts else ""))
+    if counts:
+        console.print("  run `thinktune data validate` on the source for the full list")
+
+
+@data_app.command("curate")
+def curate_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Input files (any supported format).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Curated canonical JSONL.")],
+    fmt: FormatOpt = "auto",
+    against: Annotated[list[Path] | None, typer.Option("--against", help="Eval set(s) to decontaminate against.")] = None,
+    dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="Exact duplicates (normalised text).")] = True,
+    near: Annotated[bool, typer.Option("--near/--no-near", help="Near duplicates (MinHash + LSH).")] = True,
+    near_threshold: Annotated[float, typer.Option(help="Estimated Jaccard for near duplicates.")] = 0.8,
+    consistency: Annotated[bool, typer.Option("--consistency/--no-consistency", help="Answer read from the reasoning must verify.")] = True,
+    require_reasoning: Annotated[bool, typer.Option(help="Drop rows with empty reasoning.")] = False,
+    reject_code_blocks: Annotated[bool, typer.Option(help="Drop traces with ``` blocks.")] = False,
+    max_paragraph_chars: Annotated[int | None, typer.Option(help="Drop traces with a longer paragraph.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token limits: hub id, local dir or smollm2 (default: bytes).")] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="Max question tokens.")] = None,
+    max_completion_tokens: Annotated[int | None, typer.Option(help="Max rendered-completion tokens.")] = None,
+    min_completion_tokens: Annotated[int | None, typer.Option(help="Min rendered-completion tokens.")] = None,
+    decontam_ngram: Annotated[int, typer.Option(help="Word n-gram length for decontamination.")] = 6,
+    decontam_threshold: Annotated[float, typer.Option(help="Fraction of an eval item's n-grams that flags a row.")] = 0.3,
+    eval_fraction: Annotated[float | None, typer.Option(help="Also split off this fraction by id hash into --eval-output.")] = None,
+    eval_output: Annotated[Path | None, typer.Option(help="Where the split-off eval rows go.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Report JSON (default: <output>.stats.json).")] = None,
+    show: ShowOpt = 10,
+) -> None:
+    """Filter a dataset: dedupe, near-dedupe, answer consistency, token length, decontamination; every filter
+    reports how many rows it removed and why."""
+    from thinktune.cli import _user_errors, console, out
+    from thinktune.data.curate import (ContaminationIndex, CurateOptions, CurateReport, LengthChecker, MinHasher,
+                                       curate_stream, id_bucket, load_tokenizer, near_duplicates)
+    from thinktune.data.records import DataError, JsonlWriter, Record, scan_lines
+    from thinktune.data.stats import compute_stats
+    from thinktune.io import atomic_write_json
+    from thinktune.progress import reporter
+
+    if (eval_fraction is None) != (eval_output is None):
+        console.print("[bold red]error:[/] --eval-fraction and --eval-output go together")
+        raise typer.Exit(2)
+    problems: list = []
+    counts: Counter = Counter()
+    rep = CurateReport()
+    with _user_errors():
+        eval_recs: list = []
+        for a in against or []:
+            eval_recs.extend(_records([_spec(a, "auto", None)], [], Counter(), 0))
+            if not eval_recs:
+                raise DataError(a, None, None, "no valid rows in the eval set")
+        tok = load_tokenizer(tokenizer) if tokenizer else None
+        if tok is None and any((max_prompt_tokens, max_completion_tokens, min_completion_tokens)):
+            rep.notes.append("lengths counted in UTF-8 bytes (no --tokenizer)")
+        opts = CurateOptions(dedupe=dedupe, near_dedupe=near, near_threshold=near_threshold,
+                             answer_consistency=consistency, require_reasoning=require_reasoning,
+                             reject_code_blocks=reject_code_blocks, max_paragraph_chars=max_paragraph_chars,
+                             length=LengthChecker(tok, max_prompt=max_prompt_tokens, max_completion=max_completion_tokens,
+                                                  min_completion=min_completion_tokens),
+                             contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold) if eval_recs else None)
+        specs = [_spec(p, fmt, None) for p in inputs]
+        hasher = MinHasher()
+        stage1 = output.with_name(f".{output.name}.stage1")
+        try:
+            sigs = []
+            with reporter().task("curate") as t, JsonlWriter(stage1) as w:
+                buf: list = []
+                for rec in curate_stream(_records(specs, problems, counts, show), opts, rep, on_chunk=t.advance):
+                    w.write(rec)
+                    if near:
+                        buf.append(" ".join((rec.question, rec.reasoning)))
+                        if len(buf) >= 4096:
+                            sigs.append(hasher.signatures(buf))
+                            buf = []
+                if near and buf:
+                    sigs.append(hasher.signatures(buf))
+            drop: dict[int, tuple[int, float]] = {}
+            if near and sigs:
+                import numpy as np
+
+                drop = near_duplicates(np.concatenate(sigs), near_threshold)
+            kept: list[Record] = []
+            ids: list[str] = []
+            fr = rep.filter("near_dedupe") if near else None
+            train_w = JsonlWriter(output)
+            eval_w = JsonlWriter(eval_output) if eval_output else None
+            with train_w, (eval_w or _Null()):
+                for i, (_, obj) in enumerate(scan_lines(stage1)):
+                    rec = Record.model_validate(obj)
+                    if drop:
+                        ids.append(rec.id)
+                    if i in drop:
+                        continue
+                    if eval_w is not None and id_bucket(rec.id, "split") < eval_fraction:
+                        eval_w.write(rec)
+                    else:
+                        train_w.write(rec)
+                        if len(kept) < 200_000:
+                            kept.append(rec)
+            for i, (k, sim) in sorted(drop.items()):
+                fr.add(ids[i], "near_duplicate", f"near-duplicate of {ids[k]} (Jaccard ≈ {sim:.2f})")
+            rep.kept -= len(drop)
+        finally:
+            stage1.unlink(missing_ok=True)
+        result = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
+                  "train": train_w.count, "eval": eval_w.count if eval_w else None,
+                  "stats": compute_stats(kept, tok)}
+        atomic_write_json(report or output.with_name(output.name + ".stats.json"), result)
+    _print_problems(problems, counts)
+    for name, f in rep.filters.items():
+        out.print(f"  [bold]{name}[/]: removed {f.removed} ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})")
+        for ex in f.examples[:show]:
+            out.print(f"      {ex['id']}: {ex['reason']}", highlight=False, markup=False)
+    out.print(f"[green]kept[/] {rep.kept} of {rep.seen} → {output}"
+              + (f" ({train_w.count} train, {eval_w.count} eval → {eval_output})" if eval_w else ""))
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@data_app.command("stats")
+def stats_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Data files.")],
+    fmt: FormatOpt = "auto",
+    tokenizer: Annotated[str | None, typer.Option(help="Count tokens with this tokenizer (default: bytes).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Counts, length histograms, answer formats and a per-task breakdown."""
+    from rich.table import Table
+
+    from thinktune.cli import _user_errors, out
+    from thinktune.data.curate import load_tokenizer
+    from thinktune.data.stats import compute_stats
+
+    counts: Counter = Counter()
+    with _user_errors():
+        tok = load_tokenizer(tokenizer) if tokenizer else None
+        s = compute_stats(_records([_spec(f, fmt, None) for f in files], [], counts, 0), tok)
+    s["bad_rows"] = dict(counts)
+    if as_json:
+        out.print_json(json.dumps(s))
+        return
+    out.print(f"{s['count']} records, {s['with_reasoning']} with reasoning, {s['unanswerable']} unanswerable"
+              + (f", {sum(counts.values())} bad rows skipped" if counts else ""))
+    out.print("answer formats: " + ", ".join(f"{k}={v}" for k, v in s["answer_formats"].items()))
+    for key in ("question_length", "completion_length", "reasoning_steps"):
+        h = s[key]
+        if h.get("count"):
+            unit = "lines" if key == "reasoning_steps" else s["length_unit"]
+            out.print(f"{key} ({unit}): mean {h['mean']}, p50 {h['p50']}, p90 {h['p90']}, p99 {h['p99']}, max {h['max']}"
+                      + "  |  " + "  ".join(f"{b}:{c}" for b, c in h["bins"].items()))
+    t = Table(title="per task")
+    for col in ("task", "count", "with reasoning", "answer formats"):
+        t.add_column(col)
+    for task, c in s["by_task"].items():
+        fm = ", ".join(f"{k[7:]}={v}" for k, v in c.items() if k.startswith("answer:"))
+        t.add_row(task, str(c.get("count", 0)), str(c.get("with_reasoning", 0)), fm)
+    out.print(t)
+
+
+@data_app.command("mix")
+def mix_cmd(
+    reasoning: Annotated[list[Path], typer.Option("--reasoning", help="Reasoning data file(s).")],
+    non_reasoning: Annotated[list[Path], typer.Option("--non-reasoning", help="Non-reasoning data file(s).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Mixed canonical JSONL.")],
+    ratio: Annotated[str, typer.Option(help="reasoning:non_reasoning, e.g. 3:1 (DeepSeek-R1 used 600k:200k).")] = "3:1",
+    total: Annotated[int | None, typer.Option(help="Cap on the mixed set.")] = None,
+    fmt: FormatOpt = "auto",
+) -> None:
+    """Mix reasoning and non-reasoning data at a ratio; rows chosen by id hash (reproducible)."""
+    from thinktune.cli import _user_errors, out
+    from thinktune.data.curate import mix
+    from thinktune.data.records import DataError, JsonlWriter
+
+    with _user_errors():
+        try:
+            a, b = (float(x) for x in ratio.split(":"))
+        except ValueError:
+            raise DataError("--ratio", None, None, f"expected A:B, e.g. 3:1, got {ratio!r}") from None
+        groups = {"reasoning": list(_records([_spec(p, fmt, None) for p in reasoning], [], Counter(), 0)),
+                  "non_reasoning": list(_records([_spec(p, fmt, None) for p in non_reasoning], [], Counter(), 0))}
+        try:
+            rows, info = mix(groups, {"reasoning": a, "non_reasoning": b}, total)
+        except ValueError as e:
+            raise DataError("--ratio", None, None, str(e)) from None
+        with JsonlWriter(output) as w:
+            for r in rows:
+                w.write(r)
+    out.print(f"[green]wrote[/] {len(rows)} records to {output}: " + ", ".join(f"{k}={v}" for k, v in info["kept"].items())
+              + " (available: " + ", ".join(f"{k}={v}" for k, v in info["available"].items()) + ")")
+
+
+@data_app.command("distill")
+def distill_cmd(
+    questions: Annotated[Path, typer.Argument(help="Questions with gold answers (any supported format).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Verified traces (canonical JSONL).")],
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    local: Annotated[str | None, typer.Option(help="A local transformers model (path, hub id or smollm2) instead of an endpoint.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Samples per question.")] = 4,
+    keep_per_question: Annotated[int | None, typer.Option(help="Keep at most this many verified traces per question.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 8,
+    retries: Annotated[int, typer.Option(help="Retries per request (exponential backoff).")] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 120.0,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per sample.")] = 1024,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.95,
+    instruction: Annotated[bool, typer.Option("--instruction/--no-instruction", help="Prepend the think/answer format instruction.")] = True,
+    fmt: FormatOpt = "auto",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    allow_failures: Annotated[bool, typer.Option(help="Write the output even if some questions failed.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Sample k traces per question from a teacher and keep only verified ones (rejection sampling).
+    Resumable: run the same command again after a crash and finished questions are skipped."""
+    from thinktune.cli import RichReporter, _setup_logging, _user_errors, console, out
+    from thinktune.data.distill import DistillError, LocalTeacher, OpenAITeacher, TeacherSettings, distill
+    from thinktune.data.records import DataError
+    from thinktune.formatting import DEFAULT_INSTRUCTION
+    from thinktune.progress import reporter, set_reporter
+
+    _setup_logging(verbose)
+    with _user_errors():
+        if (base_url is None) == (local is None):
+            raise DistillError("give exactly one teacher: --base-url (with --model) or --local")
+        recs = list(_records([_spec(questions, fmt, None, limit=limit)], [], Counter(), 0))
+        if not recs:
+            raise DataError(questions, None, None, "no valid questions")
+        settings = TeacherSettings(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                   instruction=DEFAULT_INSTRUCTION if instruction else None)
+        if base_url:
+            if not model:
+                raise DistillError("--model is required with --base-url")
+            teacher = OpenAITeacher(base_url, model, os.environ.get(api_key_env), settings, timeout_s=timeout,
+                                    max_retries=retries, concurrency=concurrency)
+        else:
+            from thinktune.config import ModelConfig
+            from thinktune.models import load_model
+
+            m, tok = load_model(ModelConfig(path=local))
+            teacher = LocalTeacher(m, tok, settings, name=local)
+        prev = set_reporter(RichReporter(console))
+        try:
+            with reporter().task("distill", total=len(recs)) as t:
+                rep = distill(recs, teacher, output, k=k, keep_per_question=keep_per_question,
+                              on_question=t.advance, allow_failures=allow_failures)
+        finally:
+            set_reporter(prev)
+    d = rep.to_dict()
+    out.print(f"[green]kept[/] {d['kept']} verified traces from {d['samples']} samples "
+              f"({d['questions_with_a_trace']}/{d['questions']} questions have one) → {output}")
+    out.print("  verdicts: " + ", ".join(f"{k2}={v}" for k2, v in d["verdicts"].items())
+              + f"; resumed {d['resumed']}, retries {d['retries']}, failed {d['failed']}, {d['seconds']}s")
