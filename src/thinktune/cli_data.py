@@ -58,7 +58,7 @@ def _print_problems(problems, counts: Counter) -> None:
     from thinktune.cli import console
 
     for p in problems:
-        console.print(f"  [red]✗[/] {escape(str(p))}", highlight=False)
+        console.print(f"  [red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
     total = sum(counts.values())
     if total > len(problems):
         console.print(f"  … and {total - len(problems)} more")
@@ -133,7 +133,7 @@ def curate_cmd(
     against: Annotated[list[Path] | None, typer.Option("--against", help="Eval set(s) to decontaminate against.")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="Exact duplicates (normalised text).")] = True,
     near: Annotated[bool, typer.Option("--near/--no-near", help="Near duplicates (MinHash + LSH).")] = True,
-    near_threshold: Annotated[float, typer.Option(help="Estimated Jaccard for near duplicates.")] = 0.8,
+    near_threshold: Annotated[float, typer.Option(help="Estimated Jaccard for near duplicates.")] = 0.7,
     consistency: Annotated[bool, typer.Option("--consistency/--no-consistency", help="Answer read from the reasoning must verify.")] = True,
     require_reasoning: Annotated[bool, typer.Option(help="Drop rows with empty reasoning.")] = False,
     reject_code_blocks: Annotated[bool, typer.Option(help="Drop traces with ``` blocks.")] = False,

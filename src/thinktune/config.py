@@ -139,7 +139,7 @@ class CurateConfig(_Strict):
     dedupe: bool = True  # drop exact duplicates (case-folded, whitespace-collapsed dedupe_fields)
     dedupe_fields: list[str] = Field(default_factory=lambda: ["question", "reasoning", "answer"])
     near_dedupe: bool = True  # MinHash + LSH over word 3-grams of question + reasoning
-    near_threshold: float = Field(0.8, gt=0.0, le=1.0)  # estimated Jaccard at which two rows are duplicates
+    near_threshold: float = Field(0.7, gt=0.0, le=1.0)  # estimated Jaccard at which two rows are duplicates
     answer_consistency: bool = True  # the answer read from the reasoning alone must verify against `answer`
     require_reasoning: bool = False  # drop rows with an empty reasoning (SFT on traces)
     reject_code_blocks: bool = False  # drop traces with ``` code blocks (DeepSeek-R1's CoT filter)

@@ -325,7 +325,7 @@ class MinHasher:
         return np.minimum.reduceat(hv, starts, axis=0).astype(np.uint32)
 
 
-def near_duplicates(sigs: np.ndarray, threshold: float = 0.8, bands: int = 16) -> dict[int, tuple[int, float]]:
+def near_duplicates(sigs: np.ndarray, threshold: float = 0.7, bands: int = 16) -> dict[int, tuple[int, float]]:
     """Rows to drop: ``{row: (kept row it duplicates, estimated Jaccard)}``; the lowest row of a cluster is kept.
 
     LSH: ``bands`` bands of ``num_perm / bands`` rows; rows sharing any band are candidates, confirmed when the
@@ -382,7 +382,7 @@ class CurateOptions:
     dedupe: bool = True
     dedupe_fields: tuple[str, ...] = ("question", "reasoning", "answer")
     near_dedupe: bool = False
-    near_threshold: float = 0.8
+    near_threshold: float = 0.7
     near_fields: tuple[str, ...] = ("question", "reasoning")
     answer_consistency: bool = True
     require_reasoning: bool = False
@@ -463,7 +463,7 @@ def _chunk(recs: list[Record], opts: CurateOptions, report: CurateReport, seen_k
     return alive
 
 
-def near_dedupe(records: Sequence[Record], report: CurateReport, threshold: float = 0.8,
+def near_dedupe(records: Sequence[Record], report: CurateReport, threshold: float = 0.7,
                 fields: Sequence[str] = ("question", "reasoning"), hasher: MinHasher | None = None) -> list[Record]:
     """Drop near-duplicates from an in-memory list (first of each cluster kept)."""
     hasher = hasher or MinHasher()

@@ -170,12 +170,14 @@ def _hf_rows(spec: SourceSpec) -> Iterator[tuple[int, Any]]:
     except ImportError:
         raise DataError(spec.describe(), None, None, "the datasets package is not installed") from None
     target = spec.path or spec.hf
+    local = Path(target)
+    saved = local.is_dir() and ((local / "state.json").exists() or (local / "dataset_dict.json").exists())
     try:
-        if spec.path:
-            ds = datasets.load_from_disk(spec.path)
+        if spec.path or saved:
+            ds = datasets.load_from_disk(str(target))
             if isinstance(ds, datasets.DatasetDict):
                 if spec.split not in ds:
-                    raise DataError(spec.path, None, None, f"no split {spec.split!r}; splits: {', '.join(ds)}")
+                    raise DataError(target, None, None, f"no split {spec.split!r}; splits: {', '.join(ds)}")
                 ds = ds[spec.split]
         else:
             ds = datasets.load_dataset(spec.hf, spec.hf_config, split=spec.split)

@@ -272,6 +272,9 @@ class Countdown:
             if not m:
                 return None
             a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+            if (op == "/" and b == 0) or {"+": Fraction(a + b), "-": Fraction(a - b), "*": Fraction(a * b),
+                                          "/": Fraction(a, b or 1)}[op] != c:
+                return None  # a wrong step: the trace does not compute what it claims
             parts = []
             for val in (a, b):
                 idx = next((i for i in range(len(avail) - 1, -1, -1) if avail[i][0] == val), None)
@@ -279,7 +282,7 @@ class Countdown:
                     return None
                 parts.append(avail.pop(idx)[1])
             expr = f"({parts[0]} {op} {parts[1]})"
-            avail.append((c, expr))  # c is taken on trust here; verify() re-evaluates the whole expression
+            avail.append((c, expr))
         return expr[1:-1] if expr else None
 
 
