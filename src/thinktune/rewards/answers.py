@@ -45,6 +45,8 @@ Math-Verify cannot parse is None even when the strings happen to be equal.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -200,7 +202,8 @@ def normalize(text: str) -> str:
     return t
 
 
-def _as_number(text: str) -> float | None:
+def as_number(text: str) -> float | None:
+    """The value of a plain number (``1,000``, ``\\$5``, ``48^\\circ``, ``37.50``), else None."""
     t = normalize(clean_latex(text)).replace(" ", "")
     if _THOUSANDS.match(t):
         t = t.replace(",", "")
@@ -293,7 +296,7 @@ def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
     g_letter, p_letter = _as_letter(gold), _as_letter(predicted)
     if g_letter and len(clean_latex(gold)) <= 4:  # "B", "(B)": a choice letter
         return p_letter == g_letter
-    g_num, p_num = _as_number(gold), _as_number(predicted)
+    g_num, p_num = as_number(gold), as_number(predicted)
     if g_num is not None and p_num is not None:
         if abs(g_num - p_num) <= rel_tol * max(1.0, abs(g_num)):
             return True
@@ -350,8 +353,11 @@ def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool 
         return False
     golds, preds = split_candidates(gold), split_candidates(predicted)
     if len(preds) > 1 and len(golds) == 1:  # a hedge: credit only if every candidate is the gold
-        verdicts = [grade(record, p, rel_tol) for p in dict.fromkeys(preds)]
-        return None if None in verdicts else all(verdicts)
+        for p in dict.fromkeys(preds):
+            verdict = grade(record, p, rel_tol)
+            if not verdict:
+                return verdict
+        return True
 
     from thinktune.data.tasks import TASKS
 
@@ -360,10 +366,33 @@ def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool 
     dataset = _rg_dataset(record)
     if dataset is not None:
         return _rg_grade(record, dataset, predicted)
+    if GRADE_MEMO:
+        return _grade_math(gold, predicted, rel_tol)
+    return _grade_math.__wrapped__(gold, predicted, rel_tol)
+
+
+# Memo of (gold, answer) judgements per process: rewards that share one (correct, cosine_length) pay for it once.
+# THINKTUNE_GRADE_MEMO=0 turns it off (the benchmark does, to time distinct judgements honestly).
+GRADE_MEMO = os.environ.get("THINKTUNE_GRADE_MEMO", "1") != "0"
+
+
+@functools.lru_cache(maxsize=4096)
+def _grade_math(gold: str, predicted: str, rel_tol: float) -> bool | None:
+    golds, preds = split_candidates(gold), split_candidates(predicted)
     if len(golds) > 1:
         whole = equivalent(gold, predicted, rel_tol)
         return True if whole else _equivalent_sets(golds, preds, rel_tol)
     return equivalent(gold, predicted, rel_tol)
+
+
+def warm_up() -> None:
+    """Pay Math-Verify's and sympy's first-call costs now (a reward worker calls this before reporting ready)."""
+    probe = Record(id="warm-up", question="?", answer="\\frac{1}{2}")
+    for predicted in ("0.5", "\\dfrac{2}{4}", "x = \\sqrt{2}"):
+        try:
+            grade(probe, predicted)
+        except GradingTimeout:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------------------------

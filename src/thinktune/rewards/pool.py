@@ -39,6 +39,7 @@ from typing import Any
 from thinktune.errors import StageError
 
 WARM_IMPORTS = ("thinktune.rewards.library", "math_verify", "sympy")  # imported before a worker reports ready
+WARM_UP = "thinktune.rewards.answers:warm_up"  # then called once, so the first real call is not the slow one
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ def _worker_main(conn: Connection, warm: tuple[str, ...]) -> None:  # pragma: no
             pass
     from thinktune.rewards.library import resolve
 
+    if "math_verify" in warm:
+        try:
+            resolve(WARM_UP)()
+        except Exception:
+            pass
     parse_record = _record_parser()
     fns: dict[str, Any] = {}
     conn.send(("ready", os.getpid()))
