@@ -56,6 +56,9 @@ from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
 
 EXTRACTORS = ("answer_tag", "boxed", "gsm8k", "a_colon", "last_number", "choice", "auto")
+# Per-process memo of (gold, answer) judgements and of parsed golds: rewards that share a judgement (correct,
+# cosine_length) pay for it once. THINKTUNE_GRADE_MEMO=0 turns it off (the benchmark does, to time distinct judgements).
+GRADE_MEMO = os.environ.get("THINKTUNE_GRADE_MEMO", "1") != "0"
 MATH_VERIFY_TIMEOUT_S = 5  # Math-Verify's own SIGALRM timeout (main thread only); the runner's deadline is the backstop
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
@@ -139,7 +142,7 @@ def extract_answer(completion: str, fmt: CompletionFormat = DEFAULT_FORMAT, thin
     """The final answer of ``completion`` by ``extractor`` (table above), or None when there is none."""
     if extractor == "answer_tag" or (extractor == "auto" and parse_completion(completion, fmt, think_prefilled).answer):
         answer = parse_completion(completion, fmt, think_prefilled).answer
-        if answer is None:
+        if not answer:
             return None
         boxed = boxed_contents(answer)
         return _join_distinct(boxed) if boxed else answer
@@ -231,7 +234,7 @@ def split_candidates(text: str) -> list[str]:
     """
     t = text.strip()
     t = re.sub(r"^either\s+", "", t, flags=re.IGNORECASE)
-    t = t.replace("{,}", "\x00").replace(",\\!", "\x00")
+    t = t.replace("{,}", "\x01").replace(",\\!", "\x02")
     t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "\x00", t)
     # mark top-level separator positions
     depth, pieces, start, i = 0, [], 0, 0
@@ -253,7 +256,7 @@ def split_candidates(text: str) -> list[str]:
                     continue
         i += 1
     pieces.append(t[start:])
-    out = [p.replace("\x00", ",").strip() for p in pieces]
+    out = [p.replace("\x00", ",").replace("\x01", "{,}").replace("\x02", ",\\!").strip() for p in pieces]
     return [p for p in out if p] or [text.strip()]
 
 
@@ -276,6 +279,21 @@ def _math_verify_parse(text: str) -> list[Any]:
         if parsed:
             return parsed
     return []
+
+
+def _parse_gold(text: str) -> list[Any]:
+    """Golds repeat across a group's samples: their parse is memoised with the judgements (GRADE_MEMO)."""
+    return _parse_gold_memo(text) if GRADE_MEMO else _math_verify_parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_gold_memo(text: str) -> list[Any]:
+    return _math_verify_parse(text)
+
+
+def _interpretable(parsed: list[Any]) -> bool:
+    """Math-Verify falls back to the raw string when LaTeX parsing fails; a gold needs a real parse."""
+    return any(not isinstance(p, str) for p in parsed)
 
 
 def _math_verify_equal(gold: list[Any], pred: list[Any]) -> bool:
@@ -302,11 +320,11 @@ def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
             return True
         if "%" not in gold + predicted:
             return False
+    g = _parse_gold(clean_latex(gold))
+    if not _interpretable(g):  # an uninterpretable gold is excluded, even when the strings happen to match
+        return None
     if normalize(clean_latex(gold)).replace(" ", "") == normalize(clean_latex(predicted)).replace(" ", ""):
         return True
-    g = _math_verify_parse(clean_latex(gold))
-    if not g:
-        return None
     p = _math_verify_parse(clean_latex(predicted))
     return bool(p) and _math_verify_equal(g, p)
 
@@ -369,11 +387,6 @@ def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool 
     if GRADE_MEMO:
         return _grade_math(gold, predicted, rel_tol)
     return _grade_math.__wrapped__(gold, predicted, rel_tol)
-
-
-# Memo of (gold, answer) judgements per process: rewards that share one (correct, cosine_length) pay for it once.
-# THINKTUNE_GRADE_MEMO=0 turns it off (the benchmark does, to time distinct judgements honestly).
-GRADE_MEMO = os.environ.get("THINKTUNE_GRADE_MEMO", "1") != "0"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -174,7 +174,10 @@ class _Worker:
 def _shutdown(workers: list[_Worker]) -> None:
     for w in workers:
         try:
-            w.conn.send(("stop",))
+            if w.ready and not w.chunk:
+                w.conn.send(("stop",))
+            else:  # still starting up, or busy with calls nobody will read: no point waiting
+                w.proc.kill()
         except (OSError, ValueError):
             pass
     for w in workers:
