@@ -203,6 +203,14 @@ class Run:
         rec.pop("seconds_before", None)
         self._write_manifest()
 
+    def discard_staging(self, stage: str) -> None:
+        """Remove half-built staging directories (``.name.tmp``) a failed stage left behind."""
+        for parent in (self.root, self.stage_dir(stage)):
+            if parent.is_dir():
+                for tmp in parent.glob(".*.tmp"):
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+
     def add_partial_time(self, stage: str, seconds: float) -> None:
         rec = self.manifest["stages"].get(stage)
         if rec is not None:
@@ -271,6 +279,7 @@ def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str
             result = fns[p.stage](run, p.action == "resume")
         except BaseException:
             run.add_partial_time(p.stage, time.perf_counter() - t0)
+            run.discard_staging(p.stage)
             raise
         run.mark_complete(p.stage, time.perf_counter() - t0, result)
         rep.note(f"[{p.stage}] done in {time.perf_counter() - t0:.1f}s")
