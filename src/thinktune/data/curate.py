@@ -15,8 +15,9 @@ Streaming filters (one chunk of rows in memory at a time), in this order:
    computed number (the value after the last ``=``), else the last number. Rows without reasoning are not judged.
 4. ``length``: token counts with the model's tokenizer (prompt = question, completion = the rendered training
    target). A row whose UTF-8 byte count cannot exceed the limit skips the tokenizer: every token of a byte-level
-   or byte-fallback tokenizer covers at least one byte, so ``tokens <= bytes + 2`` (prefix space, one special).
-   This keeps the filter exact while tokenising only the rows near the limit.
+   or byte-fallback tokenizer covers at least one byte, so ``tokens <= bytes + 2`` (prefix space, one special);
+   and no token decodes to more bytes than the vocabulary's widest token, so a row longer than limit × that width
+   is over the limit. The filter stays exact while tokenising only the rows near the limit.
 5. ``decontaminate``: word n-gram overlap with evaluation sets (GPT-3's 13-gram rule, arXiv 2005.14165 App. C,
    loosened: the score is the fraction of an eval item's n-grams found in the training row, so a copy with a few
    words changed still matches). Every match names the eval item.
@@ -115,8 +116,8 @@ def words(text: str) -> list[str]:
 
 
 def _key(rec: Record, fields: Sequence[str]) -> int:
-    parts = [normalize_text(str(getattr(rec, f))) for f in fields]
-    return xxhash.xxh3_64_intdigest("\x1f".join(parts).encode())
+    joined = "\0".join([str(getattr(rec, f)) for f in fields])  # NUL is not whitespace, so it survives split()
+    return xxhash.xxh3_64_intdigest(" ".join(joined.casefold().split()).encode())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -200,6 +201,20 @@ class LengthChecker:
         self.limits = {"prompt": (min_prompt, max_prompt), "completion": (min_completion, max_completion)}
         self.fmt = fmt
         self.tokenized = 0  # texts that needed the tokenizer (the rest were decided by their byte count)
+        self._widest: int | None = None
+
+    def max_token_bytes(self) -> int:
+        """The most UTF-8 bytes one token of the vocabulary decodes to (a row longer than limit × this is surely
+        over the limit). Computed once per tokenizer; a partial UTF-8 token decodes to U+FFFD (3 bytes), which
+        only makes the bound more conservative."""
+        if self._widest is None:
+            if self.tok is None:
+                self._widest = 1
+            else:
+                ids = [[i] for i in range(len(self.tok))]
+                decoded = self.tok.batch_decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+                self._widest = max(1, max(len(d.encode("utf-8")) for d in decoded))
+        return self._widest
 
     def active(self) -> bool:
         return any(v is not None for pair in self.limits.values() for v in pair)
@@ -220,15 +235,20 @@ class LengthChecker:
                 continue
             texts = [r.question if part == "prompt" else render(r.reasoning, r.answer, self.fmt) for r in recs]
             need = []
+            unit = "tokens" if self.tok is not None else "bytes"
+            widest = self.max_token_bytes()
             for i, t in enumerate(texts):
                 if out[i] is not None:
                     continue
                 n_bytes = len(t.encode("utf-8"))
                 if self.tok is not None and lo is None and n_bytes + self.SLACK <= hi:
                     continue  # cannot exceed the maximum: decided without the tokenizer
+                if self.tok is not None and hi is not None and n_bytes > hi * widest:
+                    at_least = -(-n_bytes // widest)  # no token covers more than `widest` bytes
+                    out[i] = (f"{part}_too_long", f"{part} has at least {at_least} tokens (max {hi})")
+                    continue
                 need.append(i)
             counts = self._count([texts[i] for i in need]) if need else []
-            unit = "tokens" if self.tok is not None else "bytes"
             for i, n in zip(need, counts):
                 if hi is not None and n > hi:
                     out[i] = (f"{part}_too_long", f"{part} has {n} {unit} (max {hi})")

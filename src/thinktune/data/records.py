@@ -172,26 +172,28 @@ def scan_lines(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> I
     if not p.is_file():
         raise DataError(p, None, None, "file not found" if not p.exists() else "not a regular file")
     sp = str(p)
-    loads = json.loads
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            if len(raw) > max_row_bytes:
-                yield lineno, Problem(sp, lineno, None, f"row is {len(raw):,} bytes, over the {max_row_bytes:,}-byte "
-                                      "limit (max_row_bytes)", "row_too_long")
+            if not raw.strip():
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, Problem(sp, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield lineno, loads(text)
-            except json.JSONDecodeError as e:
-                yield lineno, Problem(sp, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
-            except RecursionError:
-                yield lineno, Problem(sp, lineno, None, "invalid JSON: nested too deeply", "bad_json")
+            yield lineno, _decode_line(raw, sp, lineno, max_row_bytes)
+
+
+def _decode_line(raw: bytes, sp: str, lineno: int, max_row_bytes: int) -> Any:
+    """One JSONL line → decoded object, or the Problem that stops it (over-long, bad UTF-8, bad JSON)."""
+    if len(raw) > max_row_bytes:
+        return Problem(sp, lineno, None, f"row is {len(raw):,} bytes, over the {max_row_bytes:,}-byte limit "
+                       "(max_row_bytes)", "row_too_long")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Problem(sp, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        return Problem(sp, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
+    except RecursionError:
+        return Problem(sp, lineno, None, "invalid JSON: nested too deeply", "bad_json")
 
 
 def scan_records(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Record | Problem]]:
@@ -199,22 +201,38 @@ def scan_records(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) ->
 
     A duplicate id is a problem on the later line (the first occurrence is kept). Never raises on bad rows.
     """
-    sp = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, None, None, "file not found" if not p.exists() else "not a regular file")
+    sp = str(p)
     first_line: dict[str, int] = {}
-    for lineno, obj in scan_lines(path, max_row_bytes):
-        if isinstance(obj, Problem):
-            yield lineno, obj
-            continue
-        rec, problems = check_record(obj, sp, lineno)
-        if rec is None:
-            for pr in problems:
-                yield lineno, pr
-            continue
-        first = first_line.setdefault(rec.id, lineno)
-        if first != lineno:
-            yield lineno, Problem(sp, lineno, "id", f"duplicate id {rec.id!r} (first on line {first})", "duplicate_id")
-            continue
-        yield lineno, rec
+    fast = Record.model_validate_json
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:  # fast path: parse + validate in pydantic-core; any doubt goes through the located slow path
+                rec = fast(raw) if len(raw) <= max_row_bytes else None
+                if rec is not None and (not rec.id.strip() or not rec.answer.strip()):
+                    rec = None
+            except ValidationError:
+                rec = None
+            if rec is None:
+                if not raw.strip():
+                    continue
+                obj = _decode_line(raw, sp, lineno, max_row_bytes)
+                if isinstance(obj, Problem):
+                    yield lineno, obj
+                    continue
+                rec, problems = check_record(obj, sp, lineno)
+                if rec is None:
+                    for pr in problems:
+                        yield lineno, pr
+                    continue
+            first = first_line.setdefault(rec.id, lineno)
+            if first != lineno:
+                yield lineno, Problem(sp, lineno, "id", f"duplicate id {rec.id!r} (first on line {first})",
+                                      "duplicate_id")
+                continue
+            yield lineno, rec
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[BaseModel | dict]) -> int:
@@ -249,8 +267,10 @@ class JsonlWriter:
         return self
 
     def write(self, row: BaseModel | dict) -> None:
-        obj = row.model_dump() if isinstance(row, BaseModel) else row
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        if isinstance(row, BaseModel):
+            self._fh.write(row.model_dump_json() + "\n")  # pydantic-core: UTF-8 kept as is, like ensure_ascii=False
+        else:
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.count += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
