@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thinktune.cli_data import data_app
+from thinktune.cli_rewards import rewards_app
 from thinktune.errors import ThinktuneError
 from thinktune.progress import Reporter, TaskHandle, set_reporter
 
@@ -29,6 +30,7 @@ app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.
                   pretty_exceptions_enable=False, add_completion=False)
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+app.add_typer(rewards_app, name="rewards")
 app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
