@@ -91,7 +91,8 @@ def validate_cmd(
               f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
     if (bad and strict) or good == 0:
         if good == 0:
-            console.print("[bold red]error:[/] no valid rows")
+            hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" else ""
+            console.print(f"[bold red]error:[/] no valid rows{hint}")
         raise typer.Exit(1)
 
 

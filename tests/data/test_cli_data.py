@@ -62,3 +62,12 @@ def test_help_for_every_command():
     for cmd in ("validate", "convert", "curate", "stats", "mix", "distill"):
         res = runner.invoke(app, ["data", cmd, "--help"])
         assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_validate_canonical_requires_ids_and_hints_at_formats(tmp_path):
+    f = tmp_path / "raw.jsonl"
+    f.write_text((FIX / "gsm8k_test_head5.jsonl").read_text())
+    res = runner.invoke(app, ["data", "validate", str(f)])
+    assert res.exit_code == 1 and f"{f}:1: id: required field is missing" in res.output and "--format" in res.output
+    res = runner.invoke(app, ["data", "validate", str(f), "--format", "gsm8k"])
+    assert res.exit_code == 0 and "5 valid rows" in res.output

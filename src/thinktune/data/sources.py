@@ -10,7 +10,7 @@ Sources (``thinktune data convert SOURCE --format gsm8k -o out.jsonl``, or a rec
 
 Formats (``format:``):
 
-- ``canonical``: the record fields themselves (after ``fields`` renaming).
+- ``canonical``: the record fields themselves (after ``fields`` renaming); ``id`` is required unless ``id_prefix`` is set.
 - ``gsm8k``: ``{question, answer}`` where ``answer`` is a worked solution ending in ``#### N`` (openai/
   grade-school-math). The ``#### N`` line becomes ``answer`` (thousands separators removed: ``1,000`` → ``1000``);
   the lines before it become ``reasoning``, with the ``<<48/2=24>>`` calculator annotations stripped by default
@@ -311,9 +311,9 @@ def convert_row(obj: Any, fmt: str, spec: SourceSpec, path: str, line: int, row:
                               "wrong_type")]
     meta.update({k: v for k, v in src.items() if _is_jsonable(v)})
     out["meta"] = meta
-    if out.get("id") is None:
-        out["id"] = f"{spec.id_prefix or spec.name()}-{row}"
-    elif isinstance(out["id"], int) and not isinstance(out["id"], bool) and fmt != "canonical":
+    if out.get("id") is None and (fmt != "canonical" or spec.id_prefix or "id" in spec.fields):
+        out["id"] = f"{spec.id_prefix or spec.name()}-{row}"  # canonical rows must carry their own id
+    elif isinstance(out.get("id"), int) and not isinstance(out["id"], bool) and fmt != "canonical":
         out["id"] = str(out["id"])
     if out.get("reasoning") is None:
         out.pop("reasoning", None)
