@@ -223,6 +223,9 @@ class SFTStage(_Strict):
     save_steps: PositiveInt = 100  # checkpoint every N steps (resumable)
     keep_checkpoints: PositiveInt = 2  # committed checkpoints kept (older ones deleted only after a commit)
     logging_steps: PositiveInt = 10  # metrics.jsonl cadence
+    eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
+    eval_items: PositiveInt = 100  # held-out items used by eval_every
+    gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
 
 
@@ -255,6 +258,9 @@ class GRPOStage(_Strict):
         default_factory=lambda: [RewardSpec(fn="correct", weight=1.0), RewardSpec(fn="format", weight=0.1)]
     )
     max_train_prompts: PositiveInt | None = None  # use only the first N training prompts
+    eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
+    eval_items: PositiveInt = 100  # held-out items used by eval_every
+    gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.GRPOConfig fields, validated against TRL
 
     @model_validator(mode="after")

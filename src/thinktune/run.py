@@ -41,7 +41,8 @@ from thinktune.io import atomic_write_json, atomic_write_text
 from thinktune.progress import reporter
 
 # Fields that change how a stage runs but not what it produces.
-OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps"}
+OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_every", "eval_items",
+                      "gradient_checkpointing"}
 
 
 def _strip(cfg: Any) -> Any:

@@ -122,3 +122,48 @@ class ProgressBar(TrainerCallback):
         if self._cm is not None:
             self._cm.__exit__(None, None, None)
             self._cm = self._task = None
+
+
+class HeldOutAccuracy(TrainerCallback):
+    """Greedy accuracy on a small held-out set every ``every`` steps (and at the end), logged to metrics.jsonl.
+
+    Uses the same generation and grader as the audit (generation.py, rewards/answers.py), so the curve is
+    comparable with the final audit numbers.
+    """
+
+    def __init__(self, records, tokenizer, fmt, path, every: int, max_new_tokens: int, instruction=None,
+                 system=None):
+        from thinktune.formatting import chat_prompt
+
+        self.records, self.tokenizer, self.fmt, self.path, self.every = records, tokenizer, fmt, Path(path), every
+        self.max_new_tokens = max_new_tokens
+        self.prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
+        self._last = -1
+
+    def _evaluate(self, model, step: int) -> None:
+        import torch
+
+        from thinktune.formatting import parse_completion
+        from thinktune.generation import SamplingParams, generate_texts
+        from thinktune.rewards.answers import grade
+
+        if step == self._last:
+            return
+        self._last = step
+        with torch.random.fork_rng():  # never perturb the training RNG stream (resume must stay exact)
+            outs = generate_texts(model, self.tokenizer, self.prompts,
+                                  SamplingParams(max_new_tokens=self.max_new_tokens, stop=(self.fmt.stop,)),
+                                  batch_size=len(self.prompts))
+        verdicts = [grade(r, parse_completion(o[0], self.fmt).answer) for r, o in zip(self.records, outs)]
+        scored = [v for v in verdicts if v is not None]
+        acc = sum(scored) / len(scored) if scored else 0.0
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, "eval_accuracy": acc, "eval_items": len(scored)}) + "\n")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None and state.global_step % self.every == 0:
+            self._evaluate(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None:
+            self._evaluate(model, state.global_step)

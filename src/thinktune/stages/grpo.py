@@ -31,7 +31,14 @@ from thinktune.models import load_stage_output
 from thinktune.progress import reporter
 from thinktune.rewards.runner import RewardRunner
 from thinktune.run import Run
-from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar, latest_committed, remove_uncommitted
+from thinktune.stages.callbacks import (
+    CommitCheckpoints,
+    HeldOutAccuracy,
+    MetricsLog,
+    ProgressBar,
+    latest_committed,
+    remove_uncommitted,
+)
 from thinktune.stages.setup import (
     device_args,
     peft_config,
@@ -123,11 +130,17 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         "data_seed": recipe.seed,
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
-        "gradient_checkpointing": False,  # TRL defaults it on; on CPU/tiny models it only costs time
+        "gradient_checkpointing": cfg.gradient_checkpointing,
         "log_completions": False,  # thinktune writes completions/ itself (all of them, every step)
         **device_args(),
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
+    callbacks = [CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
+                 ProgressBar("grpo")]
+    if cfg.eval_every:
+        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
+        callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
+                                         cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=rewards.trl_functions(),
@@ -135,8 +148,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
-        callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
-                   ProgressBar("grpo")],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
     write_effective_config(stage_dir, trainer.args)

@@ -26,7 +26,14 @@ from thinktune.formatting import CompletionFormat, chat_prompt, render
 from thinktune.models import load_stage_output
 from thinktune.progress import reporter
 from thinktune.run import Run
-from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar, latest_committed, remove_uncommitted
+from thinktune.stages.callbacks import (
+    CommitCheckpoints,
+    HeldOutAccuracy,
+    MetricsLog,
+    ProgressBar,
+    latest_committed,
+    remove_uncommitted,
+)
 from thinktune.stages.setup import (
     device_args,
     peft_config,
@@ -115,17 +122,25 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         "data_seed": recipe.seed,
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
         **device_args(),
     }
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
+    callbacks = [CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
+                 ProgressBar("sft")]
+    if cfg.eval_every:
+        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
+        max_new = recipe.audit.max_new_tokens if recipe.audit else 256
+        callbacks.append(HeldOutAccuracy(held_out, tokenizer, CompletionFormat(**recipe.format.model_dump()),
+                                         stage_dir / "metrics.jsonl", cfg.eval_every, max_new,
+                                         recipe.model.instruction, recipe.model.system))
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
-        callbacks=[CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
-                   ProgressBar("sft")],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
     write_effective_config(stage_dir, trainer.args)
