@@ -124,28 +124,29 @@ def near(path: Path, n: int) -> None:
     from thinktune.data.curate import MinHasher, near_duplicates
     from thinktune.data.records import scan_records
 
-    seen, rows = set(), []  # exact duplicates out first (as in curate), then near-dedupe the rest
+    seen, texts, planted = set(), [], set()  # exact duplicates out first (as in curate), then near-dedupe the rest
     for _, rec in scan_records(path):
-        if len(rows) + len(seen) >= n * 2 or len(rows) >= n:
+        if len(texts) >= n:
             break
-        key = (rec.question, rec.reasoning)
+        text = rec.question + " " + rec.reasoning
+        key = hash(text)
         if key in seen:
             continue
         seen.add(key)
-        rows.append(rec)
+        if rec.id.startswith("n"):
+            planted.add(len(texts))
+        texts.append(text)
     del seen
     h = MinHasher()
     t0 = time.perf_counter()
-    sigs = np.concatenate([h.signatures([r.question + " " + r.reasoning for r in rows[i : i + 4096]])
-                           for i in range(0, len(rows), 4096)])
+    sigs = np.concatenate([h.signatures(texts[i : i + 4096]) for i in range(0, len(texts), 4096)])
     t_sig = time.perf_counter() - t0
     drop = near_duplicates(sigs)
     dt = time.perf_counter() - t0
-    planted = {i for i, r in enumerate(rows) if r.id.startswith("n")}
     removed = set(drop)
     tp = len(planted & removed)
-    print(json.dumps({"step": "near_dedupe", "rows": len(rows), "seconds": round(dt, 1),
-                      "rows_per_s": round(len(rows) / dt), "signature_seconds": round(t_sig, 1),
+    print(json.dumps({"step": "near_dedupe", "rows": len(texts), "seconds": round(dt, 1),
+                      "rows_per_s": round(len(texts) / dt), "signature_seconds": round(t_sig, 1),
                       "planted": len(planted), "removed": len(removed),
                       "recall": round(tp / max(len(planted), 1), 4), "precision": round(tp / max(len(removed), 1), 4),
                       "peak_rss_mb": round(_rss_mb())}))
