@@ -291,9 +291,13 @@ def _parse_gold_memo(text: str) -> list[Any]:
     return _math_verify_parse(text)
 
 
-def _interpretable(parsed: list[Any]) -> bool:
-    """Math-Verify falls back to the raw string when LaTeX parsing fails; a gold needs a real parse."""
-    return any(not isinstance(p, str) for p in parsed)
+_PLAIN_TEXT = re.compile(r"[\w\s.,:;'’%$°+\-/()]+")
+
+
+def _interpretable(cleaned_gold: str, parsed: list[Any]) -> bool:
+    """A gold is usable when Math-Verify parses it (it falls back to the raw string when LaTeX parsing fails) or
+    when it is plain text without LaTeX (``Evelyn``, ``north``, ``4:30 p.m.``), judged by normalised string."""
+    return any(not isinstance(p, str) for p in parsed) or bool(_PLAIN_TEXT.fullmatch(cleaned_gold))
 
 
 def _math_verify_equal(gold: list[Any], pred: list[Any]) -> bool:
@@ -321,7 +325,7 @@ def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
         if "%" not in gold + predicted:
             return False
     g = _parse_gold(clean_latex(gold))
-    if not _interpretable(g):  # an uninterpretable gold is excluded, even when the strings happen to match
+    if not _interpretable(clean_latex(gold), g):  # an uninterpretable gold is excluded, even when the strings happen to match
         return None
     if normalize(clean_latex(gold)).replace(" ", "") == normalize(clean_latex(predicted)).replace(" ", ""):
         return True
