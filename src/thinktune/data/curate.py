@@ -319,7 +319,7 @@ class MinHasher:
     """MinHash signatures of word-shingle sets, computed a chunk at a time with numpy.
 
     Hash family: multiply-shift, ``((a * x + b) mod 2^64) >> 32`` with random odd 64-bit ``a`` (Dietzfelbinger et
-    al. 1997), over 64-bit shingle hashes folded to 32 bits.
+    al. 1997), over shingle hashes folded to 32 bits.
     """
 
     def __init__(self, num_perm: int = 64, ngram: int = 3, seed: int = 0):
@@ -327,22 +327,40 @@ class MinHasher:
         self.a = (rng.integers(0, 2**63, num_perm, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
         self.b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
         self.num_perm, self.ngram = num_perm, ngram
-
-    def shingles(self, text: str) -> np.ndarray:
-        ws = words(text)
-        n = self.ngram
-        grams = [" ".join(ws[i : i + n]) for i in range(max(1, len(ws) - n + 1))] if ws else [""]
-        return np.fromiter((xxhash.xxh32_intdigest(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+        self._word_ids: dict[str, int] = {}
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, num_perm) uint32 signatures."""
-        sh = [self.shingles(t) for t in texts]
-        lens = np.fromiter((len(s) for s in sh), dtype=np.int64, count=len(sh))
-        flat = np.concatenate(sh)
+        """(N, num_perm) uint32 signatures of the word-n-gram sets of ``texts``.
+
+        Words are hashed once (cached); the n-grams of the whole chunk are combined in numpy: text d contributes
+        the n-grams at its positions ``s_d .. s_d + L_d - n`` of the concatenated word-id array (texts shorter than
+        n words are padded, so every text has at least one n-gram).
+        """
+        n, cache = self.ngram, self._word_ids
+        if len(cache) > 2_000_000:  # bound memory on huge vocabularies
+            cache.clear()
+        flat: list[str] = []
+        lengths = np.empty(len(texts), dtype=np.int64)
+        for i, t in enumerate(texts):
+            ws = words(t)
+            if len(ws) < n:
+                ws = ws + [""] * (n - len(ws))
+            flat.extend(ws)
+            lengths[i] = len(ws)
+        for w in set(flat).difference(cache):
+            cache[w] = xxhash.xxh64_intdigest(w.encode())
+        ids = np.fromiter(map(cache.__getitem__, flat), dtype=np.uint64, count=len(flat))
+        counts = lengths - n + 1  # n-grams per text
+        starts = np.cumsum(lengths) - lengths
+        first = np.cumsum(counts) - counts  # index of each text's first n-gram
+        pos = np.repeat(starts, counts) + (np.arange(counts.sum()) - np.repeat(first, counts))
         with np.errstate(over="ignore"):
-            hv = (flat[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        return np.minimum.reduceat(hv, starts, axis=0).astype(np.uint32)
+            h = np.zeros(len(pos), dtype=np.uint64)
+            for j in range(n):  # a polynomial combination of the n word hashes, wrapping mod 2^64
+                h = h * np.uint64(0x100000001B3) + ids[pos + j]
+            x = (h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+            hv = (x[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)
+        return np.minimum.reduceat(hv, first, axis=0).astype(np.uint32)
 
 
 def near_duplicates(sigs: np.ndarray, threshold: float = 0.7, bands: int = 16) -> dict[int, tuple[int, float]]:
