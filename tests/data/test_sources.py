@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from thinktune.data.records import DataError, Problem, Record
+from thinktune.data.records import DataError, Problem
 from thinktune.data.sources import SourceSpec, iter_source, load_records, split_gsm8k
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "data"
