@@ -93,3 +93,14 @@ def main_thread(completion, record, **_):
     import threading
 
     return 1.0 if threading.current_thread() is threading.main_thread() else 0.0
+
+
+def hang_once(completion, record, marker: str = "", **_):
+    """Hangs on the first call across all processes (the one that creates ``marker``); 1.0 afterwards."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return 1.0
+    os.close(fd)
+    while True:
+        time.sleep(60)

@@ -45,6 +45,7 @@ def test_correct_agrees_with_math_cot_100_labels():
     assert disagreements == {(r["idx"], r["sample"]) for r in recorded}
 
 
+@pytest.mark.slow
 @needs_data
 def test_gsm8k_gold_solutions_score_one_and_altered_ones_zero():
     rows = [json.loads(line) for line in (DATA / "gsm8k_test.jsonl").read_text().splitlines()]
@@ -72,6 +73,7 @@ def test_gsm8k_thousands_separators_both_ways():
             assert grade(Record(id="x", question="q", answer=g), p) is True
 
 
+@pytest.mark.slow
 @needs_data
 def test_math500_golds_grade_against_themselves():
     for line in (DATA / "math500_test.jsonl").read_text().splitlines():
