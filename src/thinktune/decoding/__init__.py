@@ -1,0 +1,1 @@
+"""Decoding-time interventions: the thought-switching penalty (``tip``) and activation steering (``steering``)."""
