@@ -23,7 +23,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ("</answer>",)  # generation of a sequence ends once it produced one of these
 
 
-def _trim_at_stop(text: str, stops: Sequence[str]) -> str:
+def trim_at_stop(text: str, stops: Sequence[str]) -> str:
     cut = len(text)
     for s in stops:
         i = text.find(s)
@@ -32,26 +32,10 @@ def _trim_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-@torch.no_grad()
-def generate_texts(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    params: SamplingParams = SamplingParams(),
-    batch_size: int = 32,
-    logits_processors: Sequence = (),
-    on_batch: Callable[[int], None] | None = None,
-) -> list[list[str]]:
-    """Completions for each prompt: ``result[i]`` holds ``params.n`` strings for ``prompts[i]``."""
+def hf_generate_kwargs(tokenizer, params: SamplingParams, logits_processors: Sequence = ()) -> dict:
+    """Keyword arguments for HF ``generate`` (shared with the server, so both decode the same way)."""
     from transformers import LogitsProcessorList
 
-    if params.n > 1 and not params.do_sample:
-        raise ValueError("n > 1 samples per prompt needs do_sample=True")
-    was_training = model.training
-    model.eval()
-    tokenizer.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[list[str]] = [[] for _ in prompts]
     gen_kwargs = dict(
         max_new_tokens=params.max_new_tokens,
         do_sample=params.do_sample,
@@ -65,6 +49,28 @@ def generate_texts(
         gen_kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
     if logits_processors:
         gen_kwargs["logits_processor"] = LogitsProcessorList(list(logits_processors))
+    return gen_kwargs
+
+
+@torch.no_grad()
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    params: SamplingParams = SamplingParams(),
+    batch_size: int = 32,
+    logits_processors: Sequence = (),
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """Completions for each prompt: ``result[i]`` holds ``params.n`` strings for ``prompts[i]``."""
+    if params.n > 1 and not params.do_sample:
+        raise ValueError("n > 1 samples per prompt needs do_sample=True")
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[list[str]] = [[] for _ in prompts]
+    gen_kwargs = hf_generate_kwargs(tokenizer, params, logits_processors)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -75,7 +81,7 @@ def generate_texts(
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for j, i in enumerate(idx):
                 for k in range(params.n):
-                    out[i].append(_trim_at_stop(texts[j * params.n + k], params.stop))
+                    out[i].append(trim_at_stop(texts[j * params.n + k], params.stop))
             if on_batch:
                 on_batch(len(idx))
     finally:
