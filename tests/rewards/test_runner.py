@@ -95,15 +95,24 @@ def test_exceptions_are_counted_and_masked_below_the_limit(runner, records):
 
 
 def test_exceptions_above_the_limit_stop_the_run_with_the_cause(runner, records):
+    metrics = Metrics()
     with pytest.raises(StageError, match="ZeroDivisionError: boom"):
-        runner.score(idx("raises"), texts(8), records)
+        runner.score(idx("raises"), texts(8), records, log_metric=metrics)
     assert runner.counts[F + "raises"]["error"] >= 5
+    assert metrics.logged[f"rewards/{F}raises/n_errors"] >= 5  # logged before the run stops
 
 
 def test_a_batch_reward_returning_the_wrong_length_is_an_error(runner, records):
+    metrics = Metrics()
     with pytest.raises(StageError, match="returned 7 values for 8 completions"):
-        runner.score(idx("wrong_length"), texts(8), records)
+        runner.score(idx("wrong_length"), texts(8), records, log_metric=metrics)
     assert runner.counts[F + "wrong_length"]["error"] == 8
+    assert metrics.logged[f"rewards/{F}wrong_length/n_errors"] == 8.0
+
+
+def test_a_correct_batch_reward_runs_in_a_worker(runner, records):
+    with RewardRunner([RewardSpec(fn=F + "batch_length")], workers=0) as r:
+        assert r.score(0, [render("x", "4"), render("x", "5")], records[:2]) == [1.0, 0.0]
 
 
 def test_a_worker_that_exits_is_replaced(runner, records):

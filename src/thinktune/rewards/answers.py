@@ -50,6 +50,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 from thinktune.data.records import Record
@@ -120,18 +121,16 @@ def _last_line_match(pattern: str, text: str) -> str | None:
 
 
 def _choice(text: str) -> str | None:
-    for pattern in (r"answer\s*(?:is|:)\s*[:\s]*\(?\s*([A-J])\s*\)?(?![A-Za-z])",):
-        found = re.findall(pattern, text, flags=re.IGNORECASE)
-        if found:
-            return found[-1].upper()
+    """A multiple-choice letter: "answer is (B)" / "Answer: B", else a boxed letter, else a final "(B)" line."""
+    found = re.findall(r"answer\s*(?:is|:)\s*[:\s]*\(?\s*([A-J])\s*\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
+    if found:
+        return found[-1].upper()
     boxed = boxed_contents(text)
     if boxed:
-        letters = [_as_letter(b) for b in boxed]
-        return _join_distinct([x if x else b for x, b in zip(letters, boxed)])
+        return _join_distinct([_as_letter(b) or b for b in boxed])
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines:
-        parts = split_candidates(_strip_text_wrappers(lines[-1]))
-        letters = [_as_letter(p) for p in parts]
+        letters = [_as_letter(p) for p in split_candidates(_strip_text_wrappers(lines[-1]))]
         if all(letters):
             return _join_distinct([x for x in letters if x])
     return None
@@ -318,19 +317,52 @@ def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
     g_letter, p_letter = _as_letter(gold), _as_letter(predicted)
     if g_letter and len(clean_latex(gold)) <= 4:  # "B", "(B)": a choice letter
         return p_letter == g_letter
+    g_exact, p_exact = _as_rational(gold), _as_rational(predicted)
+    if g_exact is not None and p_exact is not None:  # integers and integer fractions: exact
+        return g_exact == p_exact
     g_num, p_num = as_number(gold), as_number(predicted)
     if g_num is not None and p_num is not None:
         if abs(g_num - p_num) <= rel_tol * max(1.0, abs(g_num)):
             return True
         if "%" not in gold + predicted:
             return False
-    g = _parse_gold(clean_latex(gold))
-    if not _interpretable(clean_latex(gold), g):  # an uninterpretable gold is excluded, even when the strings happen to match
+    g_clean = clean_latex(gold)
+    if normalize(g_clean).replace(" ", "") == normalize(clean_latex(predicted)).replace(" ", ""):
+        if _well_delimited(g_clean):
+            return True
+        return True if _interpretable(g_clean, _parse_gold(g_clean)) else None
+    g = _parse_gold(g_clean)
+    if not _interpretable(g_clean, g):  # an uninterpretable gold is excluded, never rewarded
         return None
-    if normalize(clean_latex(gold)).replace(" ", "") == normalize(clean_latex(predicted)).replace(" ", ""):
-        return True
     p = _math_verify_parse(clean_latex(predicted))
     return bool(p) and _math_verify_equal(g, p)
+
+
+def _well_delimited(text: str) -> bool:
+    """Balanced (), [], {}, no dangling backslash, and some letter or digit: safe to judge by string equality."""
+    closing = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    for ch in text:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in closing:
+            if not stack or stack.pop() != closing[ch]:
+                return False
+    return not stack and not text.endswith("\\") and bool(re.search(r"[A-Za-z0-9]", text))
+
+
+def _as_rational(text: str) -> Fraction | None:
+    """Integers and integer fractions (``12``, ``-3/4``, ``\\frac{14}{3}``, ``-\\dfrac{1}{9}``) as exact values."""
+    t = normalize(clean_latex(text)).replace(" ", "")
+    if _THOUSANDS.match(t):
+        t = t.replace(",", "")
+    if re.fullmatch(r"[-+]?\d+", t):
+        return Fraction(int(t))
+    m = re.fullmatch(r"([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}", t) or re.fullmatch(r"([-+]?)(\d+)/(\d+)", t)
+    if m and int(m.group(3)) != 0:
+        value = Fraction(int(m.group(2)), int(m.group(3)))
+        return -value if m.group(1) == "-" else value
+    return None
 
 
 def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import math
 import multiprocessing as mp
+import numbers
 import os
 import signal
 import time
@@ -52,19 +53,12 @@ class Outcome:
 
 
 def classify(value: Any) -> Outcome:
-    """A reward's raw return value as an outcome: numbers are scores, None is "not applicable", the rest errors."""
+    """A reward's raw return value as an outcome: numbers (and bools) are scores, None is "not applicable", NaN / inf
+    and anything else are errors."""
     if value is None:
         return Outcome("none")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            import numbers
-
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                value = float(value)
-            else:
-                return Outcome("error", message=f"returned {type(value).__name__}, expected a float or None")
-        except Exception:  # pragma: no cover - defensive
-            return Outcome("error", message=f"returned {type(value).__name__}, expected a float or None")
+    if not isinstance(value, numbers.Real):
+        return Outcome("error", message=f"returned {type(value).__name__}, expected a float or None")
     value = float(value)
     if not math.isfinite(value):
         return Outcome("error", message=f"returned a non-finite value ({value})")
@@ -319,6 +313,9 @@ class WorkerPool:
         job = self._job
         while True:
             now = time.monotonic()
+            for w in list(self._workers):
+                if w.ready and not w.proc.is_alive():  # died while idle
+                    self._replace(w)
             idle = [w for w in self._workers if w.ready]
             if idle:
                 break
