@@ -256,7 +256,7 @@ class WorkerPool:
                 if w.ready and not w.chunk and not w.proc.is_alive():  # died while idle
                     self._replace(w)
                     continue
-                if w.ready and not w.chunk and pending:
+                if w.ready and not w.chunk and pending:  # only idle workers: a send never blocks on a busy one
                     chunk = pending.popleft()
                     w.conn.send(("run", job, name, kwargs, False, [(i, items[i]) for i in chunk]))
                     w.chunk.extend(chunk)
