@@ -257,6 +257,11 @@ class GRPOStage(_Strict):
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(fn="correct", weight=1.0), RewardSpec(fn="format", weight=0.1)]
     )
+    reward_workers: PositiveInt = 2  # reward worker processes (rewards/runner.py)
+    reward_deadline: PositiveFloat = 10.0  # seconds per reward call before the worker is killed and replaced
+    reward_max_error_fraction: float = Field(0.1, ge=0.0, le=1.0)  # more errors than this in a batch stop the run
+    reward_audit: bool = True  # run the reward-hacking probes before training and refuse on a violation
+    reward_audit_items: PositiveInt = 8  # training items the probes are built from
     max_train_prompts: PositiveInt | None = None  # use only the first N training prompts
     eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
     eval_items: PositiveInt = 100  # held-out items used by eval_every
@@ -287,11 +292,11 @@ class AuditStage(_Strict):
     )  # scorer-based tests are cheap; paraphrase is scored too; mistakes regenerate after each corrupted step
     early_answering_points: int = Field(5, ge=2)  # grid of chain fractions 0, 1/(p-1), …, 1 (Lanham test A)
     filler_unit: str = " ..."  # filler token(s) repeated to the replaced length (Lanham test D)
-    filler_curve: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # filler length / chain length
+    filler_curve: list[float] = Field(default_factory=list)  # Lanham curve: filler length / chain length, e.g. [0, 1]
     info_gain_mode: Literal["answer_only", "whole_sequence"] = "answer_only"  # NLL scope; paper = whole_sequence
     info_gain_min_steps: NonNegativeInt = 1  # traces with fewer steps are skipped (InfoGain None)
     mistake_points: int = Field(3, ge=2)  # corrupted-step positions per item (grid over the steps)
-    bias_normalised: bool = True  # also report no-CoT agreement corrected for answer bias (Bentham et al.)
+    bias_normalised: bool = False  # no-CoT agreement corrected for answer bias (Bentham et al.); one short generation
     samples: NonNegativeInt = 0  # sampled completions per item for pass@k / maj@k (0 = greedy only)
     pass_k: list[PositiveInt] = Field(default_factory=lambda: [1, 4])  # k values for pass@k (k <= samples)
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)

@@ -29,6 +29,8 @@ from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt
 from thinktune.models import load_stage_output
 from thinktune.progress import reporter
+from thinktune.io import atomic_write_json
+from thinktune.rewards.probes import audit_rewards
 from thinktune.rewards.runner import RewardRunner
 from thinktune.run import Run
 from thinktune.stages.callbacks import (
@@ -91,8 +93,6 @@ def grpo_trl_args(cfg: GRPOStage, n_processes: int) -> dict[str, Any]:
 
 def run(run: Run, resume: bool) -> dict[str, Any]:
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
 
     recipe, cfg = run.recipe, run.recipe.grpo
     assert cfg is not None
@@ -114,7 +114,25 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         for r in records
     ])
 
-    rewards = RewardRunner(cfg.rewards, fmt, completions_dir=stage_dir / "completions")
+    rewards = RewardRunner(cfg.rewards, fmt, cfg.reward_max_error_fraction, completions_dir=stage_dir / "completions",
+                           workers=cfg.reward_workers, deadline=cfg.reward_deadline)
+    try:
+        return _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume)
+    finally:
+        rewards.close()
+
+
+def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume):
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    recipe = run.recipe
+    if cfg.reward_audit:  # RELIABILITY.md §8: a reward that pays for a hack is found before it is trained on
+        report = audit_rewards(cfg.rewards, records, fmt, runner=rewards, max_items=cfg.reward_audit_items)
+        atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
+        if not report.ok:
+            raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_audit=false)")
+        reporter().note(f"[grpo] {report.summary()}")
     ours: dict[str, Any] = {
         "output_dir": str(stage_dir),
         **grpo_trl_args(cfg, world_size()),
