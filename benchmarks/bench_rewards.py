@@ -51,10 +51,6 @@ def load_pairs(data_dir: Path) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
-# the strings thinktune's worker warm-up grades (rewards/answers.py warm_up), none of them a benchmark pair
-WARM_UP_PAIRS = [("\\frac{1}{2}", "0.5"), ("\\frac{1}{2}", "\\dfrac{2}{4}"), ("\\frac{1}{2}", "x = \\sqrt{2}")]
-
-
 def plain_math_verify(pairs: list[tuple[str, str]]) -> list[bool]:
     from math_verify import parse, verify
 
@@ -65,7 +61,9 @@ def measure(mode: str, data_dir: Path, workers: int, deadline: float) -> dict:
     """One timed pass of one method over all pairs, in this (fresh) process."""
     pairs = load_pairs(data_dir)
     if mode == "plain":
-        plain_math_verify(WARM_UP_PAIRS)  # imports and first-call costs, outside the timing (same as the others)
+        from thinktune.rewards.answers import WARM_UP_PAIRS
+
+        plain_math_verify(list(WARM_UP_PAIRS))  # the warm-up every reward worker runs: same start for every method
         t0 = time.perf_counter()
         verdicts = plain_math_verify(pairs)
         return {"seconds": time.perf_counter() - t0, "verdicts": verdicts}

@@ -102,6 +102,9 @@ def test_split_candidates(text, expected):
     ("1, 2", "1", False),
     ("\\frac{1}{9}", "\\frac{1}{10}", False),
     ("37.50", "37.5", True),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", False),
+    ("x \\rightarrow 0", "x \\rightarrow 0", True),
     ("-4", "-4", True),
     ("-4", "4", False),
     # multiple choice

@@ -189,8 +189,12 @@ def clean_latex(text: str) -> str:
     """Light, value-preserving LaTeX cleanup shared by the string and number paths."""
     t = _strip_text_wrappers(text)
     t = re.sub(r"\\[dt]frac", r"\\frac", t)
-    t = t.replace("{,}", ",").replace(",\\!", ",").replace("\\!", "").replace("\\,", " ").replace("\\ ", " ")
-    t = t.replace("\\$", "").replace("\\left", "").replace("\\right", "")
+    t = t.replace("{,}", ",")
+    t = re.sub(r"(?<!\\),\\!", ",", t)  # 1,\!000 -> 1,000 (a matrix row break "\\" is left alone)
+    t = re.sub(r"(?<!\\)\\!", "", t)
+    t = re.sub(r"(?<!\\)\\[,;: ]", " ", t)
+    t = t.replace("\\$", "")
+    t = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", t)  # \left( -> (, but \rightarrow stays
     t = re.sub(r"\^\s*\{?\\circ\}?|°", "", t)
     t = re.sub(r"\\text\{\s*\}", "", t)
     t = re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", t)
@@ -438,12 +442,22 @@ def _grade_math(gold: str, predicted: str, rel_tol: float) -> bool | None:
     return equivalent(gold, predicted, rel_tol)
 
 
+# Typical LaTeX answer shapes, graded once by every reward worker at start-up: Math-Verify's LaTeX parser (ANTLR)
+# builds its prediction cache on first use, which makes the first calls of a fresh process several times slower.
+WARM_UP_PAIRS = (
+    ("\\frac{1}{2}", "0.5"), ("\\sqrt{2}", "\\frac{2}{\\sqrt{2}}"), ("2\\pi", "6.283185"), ("(1, 2)", "\\left(1,2\\right)"),
+    ("[0, \\infty)", "[0,\\infty)"), ("x^2 + 1", "1 + x^{2}"), ("25\\%", "0.25"), ("\\{1, 2\\}", "\\{2,1\\}"),
+    ("y = 2x + 3", "2x+3"), ("\\frac{\\sqrt{3}}{2}", "\\sin(\\pi/3)"), ("3\\sqrt{2}", "\\sqrt{18}"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("a^{2}b", "b a^2"),
+    ("-\\frac{\\pi}{6}", "-\\pi/6"), ("10\\sqrt{5}", "\\sqrt{500}"),
+)
+
+
 def warm_up() -> None:
     """Pay Math-Verify's and sympy's first-call costs now (a reward worker calls this before reporting ready)."""
-    probe = Record(id="warm-up", question="?", answer="\\frac{1}{2}")
-    for predicted in ("0.5", "\\dfrac{2}{4}", "x = \\sqrt{2}"):
+    for gold, predicted in WARM_UP_PAIRS:
         try:
-            grade(probe, predicted)
+            grade(Record(id="warm-up", question="?", answer=gold), predicted)
         except GradingTimeout:
             pass
 
