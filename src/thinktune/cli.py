@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from thinktune.cli_audit import audit_cmd
 from thinktune.cli_data import data_app
 from thinktune.cli_rewards import rewards_app
 from thinktune.errors import ThinktuneError
@@ -30,6 +31,7 @@ app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.
                   pretty_exceptions_enable=False, add_completion=False)
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+app.command("audit")(audit_cmd)
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(data_app, name="data")
 

@@ -1,24 +1,311 @@
-"""Audit stage: evaluate every model of the run (base, sft, grpo, …) on the same held-out items.
+"""The audit battery: every configured test for one model, and the recipe's ``audit`` stage that compares every
+model of a run (base, sft, grpo, …) on the same held-out items.
 
-Writes ``audit/<model>/audit.json`` (aggregates) and ``audit/<model>/examples.jsonl`` (one row per item), and
-``results.json`` at the run root. The audit directory is built in a staging directory and renamed into place.
+Per model (:func:`audit_model`):
+1. greedy generation → outcome metrics (audit/outcomes.py); optional sampling → pass@k, maj@k;
+2. each answerable item's greedy chain becomes a trace (audit/traces.py); early answering, filler, paraphrase,
+   information gain and calibration add branches to one :class:`~thinktune.audit.scoring.BranchSet` and are scored in
+   one prefix-cached pass (audit/scoring.py) — no regeneration;
+3. the answer without CoT (bias normalisation, only where it differs) and inserted mistakes regenerate;
+4. abstention metrics on the unanswerable variants; aggregates with bootstrap 95 % intervals.
+
+Outputs: ``audit.json`` (aggregates), ``examples.jsonl`` (one row per item, every test), and for several models
+``comparison.json`` (paired differences against the first model on the same items). The stage writes them under
+``runs/<name>/audit/<model>/`` (built in a staging directory, renamed into place) plus ``results.json`` at the run
+root; the CLI (``thinktune audit MODEL… --data FILE``, cli_audit.py) writes them under ``--out``.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from thinktune.audit.outcomes import evaluate_greedy
-from thinktune.data.records import read_records, write_jsonl
-from thinktune.formatting import CompletionFormat
+from thinktune.audit import faithfulness, infogain
+from thinktune.audit.abstention import abstention_metrics, appropriate_behavior, make_unanswerable
+from thinktune.audit.calibration import brier, calibration_summary, ece
+from thinktune.audit.outcomes import aggregate, bootstrap_ci, outcome_row, sampled_metrics, switch_pattern
+from thinktune.audit.scoring import BranchSet
+from thinktune.audit.traces import Trace, build_trace, make_encoder, think_prefilled
+from thinktune.config import AuditStage
+from thinktune.data.records import Record, read_records, write_jsonl
+from thinktune.errors import ThinktuneError
+from thinktune.formatting import CompletionFormat, chat_prompt
+from thinktune.generation import SamplingParams, generate_texts
 from thinktune.io import atomic_write_json, commit_dir, staging_dir
-from thinktune.models import load_stage_output
-from thinktune.run import Run
+from thinktune.progress import reporter
+from thinktune.rewards.answers import extract_answer, normalize
+
+SCORED_TESTS = ("early_answering", "filler", "paraphrase")
 
 
-def run(run: Run, resume: bool) -> dict[str, Any]:
+class AuditError(ThinktuneError):
+    """The audit cannot run on these inputs (empty data, a model without a chat template, …)."""
+
+
+def check_records(records: Sequence[Record], source: str = "the data") -> None:
+    if not records:
+        raise AuditError(f"{source}: no records to audit (the file is empty or every row was filtered out)")
+
+
+def check_tokenizer(tokenizer, label: str, allow_plain_prompt: bool = False) -> None:
+    if not getattr(tokenizer, "chat_template", None) and not allow_plain_prompt:
+        raise AuditError(f"model {label!r} has no chat template; pass --plain-prompt to use a plain "
+                         "'Question: … Answer:' prompt instead")
+
+
+def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fmt: CompletionFormat,
+                instruction: str | None = None, system: str | None = None, label: str = "model",
+                seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(aggregate, one row per record) for every test in ``cfg``."""
     import torch
+
+    timing: dict[str, float] = {}
+    prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
+    prefilled = [think_prefilled(p, fmt) for p in prompts]
+    encode = make_encoder(tokenizer)
+    switch_re = switch_pattern(cfg.switch_words) if cfg.switch_words else None
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, stop=(fmt.stop,))
+    t0 = time.perf_counter()
+    with reporter().task(f"audit {label}: greedy", total=len(prompts)) as bar:
+        completions = [o[0] for o in generate_texts(model, tokenizer, prompts, params, batch_size=cfg.batch_size,
+                                                     on_batch=bar.advance)]
+    timing["generate_greedy_s"] = time.perf_counter() - t0
+    rows = [outcome_row(r, c, fmt, lambda s: len(encode(s)), pf, cfg.extractor, switch_re)
+            for r, c, pf in zip(records, completions, prefilled)]
+
+    if cfg.samples:
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.sampling_seed)
+        sp = SamplingParams(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                            top_p=cfg.top_p, n=cfg.samples, stop=(fmt.stop,))
+        answerable = [i for i, r in enumerate(records) if r.answerable]
+        with reporter().task(f"audit {label}: {cfg.samples} samples", total=len(answerable)) as bar:
+            outs = generate_texts(model, tokenizer, [prompts[i] for i in answerable], sp,
+                                  batch_size=max(1, cfg.batch_size // cfg.samples), on_batch=bar.advance)
+        for i, texts in zip(answerable, outs):
+            answers = [extract_answer(t, fmt, prefilled[i], extractor=cfg.extractor) for t in texts]
+            rows[i]["sampled"] = sampled_metrics(records[i], answers, cfg.pass_k)
+        timing["generate_samples_s"] = time.perf_counter() - t0
+
+    traces: list[tuple[int, Trace]] = []
+    for i, (r, c) in enumerate(zip(records, completions)):
+        if r.answerable and (t := build_trace(encode, prompts[i], c, r, fmt)) is not None:
+            traces.append((i, t))
+    t0 = time.perf_counter()
+    _scored_tests(model, tokenizer, traces, rows, cfg, encode, fmt, label)
+    timing["score_s"] = time.perf_counter() - t0
+    if "early_answering" in cfg.tests and cfg.bias_normalised and traces:
+        t0 = time.perf_counter()
+        same0 = [rows[i]["faithfulness"]["early_answering"]["same"][0] == 1 for i, _ in traces]
+        without = faithfulness.answers_without_cot(model, tokenizer, [t for _, t in traces], same0, fmt,
+                                                   cfg.batch_size)
+        for (i, t), a in zip(traces, without):
+            ea = rows[i]["faithfulness"]["early_answering"]
+            ea["answer_with_cot"], ea["answer_without_cot"] = normalize(t.final_text), a
+        timing["generate_without_cot_s"] = time.perf_counter() - t0
+    if "mistakes" in cfg.tests and traces:
+        t0 = time.perf_counter()
+        with reporter().task(f"audit {label}: inserted mistakes", total=None):
+            res = faithfulness.run_mistakes(model, tokenizer, [t for _, t in traces], fmt, cfg.mistake_points, seed,
+                                            cfg.batch_size, cfg.max_new_tokens)
+        for (i, _), m in zip(traces, res):
+            rows[i].setdefault("faithfulness", {})["mistakes"] = m
+        timing["generate_mistakes_s"] = time.perf_counter() - t0
+    agg = summarize(rows, cfg, seed)
+    agg["model"] = label
+    agg["n_traces"] = len(traces)
+    agg["timing"] = {k: round(v, 3) for k, v in timing.items()}
+    return agg, rows
+
+
+def _scored_tests(model, tokenizer, traces, rows, cfg: AuditStage, encode, fmt, label) -> None:
+    """Plan every scorer-based test of every trace into one BranchSet, score once, read back into the rows."""
+    bset = BranchSet()
+    plans = []
+    for _, t in traces:
+        p: dict[str, Any] = {"faith": faithfulness.plan_item(bset, t, encode, cfg.tests, cfg.early_answering_points,
+                                                             cfg.filler_unit, cfg.filler_curve)}
+        if "info_gain" in cfg.tests and cfg.info_gain_mode == "answer_only" and t.n >= cfg.info_gain_min_steps:
+            p["info_gain"] = infogain.plan(bset, t)
+        if "calibration" in cfg.tests:
+            p["confidence"] = bset.add(bset.root(t.root), t.bounds[t.n], t.cue, t.final_target)
+        plans.append(p)
+    if len(bset):
+        with reporter().task(f"audit {label}: scoring", total=len(bset.roots)) as bar:
+            bset.score(model, cfg.batch_size, tokenizer.pad_token_id or 0, on_batch=bar.advance)
+    whole = None
+    if "info_gain" in cfg.tests and cfg.info_gain_mode == "whole_sequence":
+        eligible = [t for _, t in traces if t.n >= cfg.info_gain_min_steps]
+        nlls = infogain.whole_sequence_nll(model, eligible, cfg.batch_size, tokenizer.pad_token_id or 0)
+        whole = {id(t): v for t, v in zip(eligible, nlls)}
+    for (i, t), p in zip(traces, plans):
+        rows[i]["faithfulness"] = faithfulness.read_item(bset, t, p["faith"])
+        if "info_gain" in cfg.tests:
+            if "info_gain" in p:
+                rows[i]["info_gain"] = infogain.read_answer_only(bset, p["info_gain"])
+            elif whole is not None and id(t) in whole:
+                rows[i]["info_gain"] = infogain.read(whole[id(t)])
+            else:
+                rows[i]["info_gain"] = {"info_gain": None, "skipped": f"fewer than {cfg.info_gain_min_steps} steps"}
+        if "confidence" in p:
+            rows[i]["confidence"] = math.exp(bset.result(p["confidence"]).logprob)
+
+
+def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) -> dict[str, Any]:
+    """Aggregates of every test, each with bootstrap 95 % intervals over items."""
+    B = cfg.bootstrap
+    agg = aggregate(rows)
+    faith_items = [r["faithfulness"] for r in rows if r.get("faithfulness")]
+    faith = faithfulness.summarize(faith_items)
+    ci: dict[str, Any] = {}
+    if "early_answering" in faith:
+        ea = [f["early_answering"] for f in faith_items if "early_answering" in f]
+        ci["aoc"] = bootstrap_ci([e["aoc"] for e in ea], B, seed)
+        ci["truncation_sensitive"] = bootstrap_ci([float(e["truncation_sensitive"]) for e in ea], B, seed)
+        pairs = [(e["answer_with_cot"], e["answer_without_cot"]) for e in ea if "answer_without_cot" in e]
+        if pairs:
+            raw, norm = faithfulness.chance_corrected_agreement([a for a, _ in pairs], [b for _, b in pairs])
+            faith["early_answering"]["no_cot_agreement"] = raw
+            faith["early_answering"]["no_cot_agreement_normalised"] = norm
+    if "filler" in faith:
+        ci["filler_sensitive"] = bootstrap_ci([float(f["filler"]["sensitive"]) for f in faith_items if "filler" in f],
+                                              B, seed)
+    if "mistakes" in faith:
+        ci["mistakes_aoc"] = bootstrap_ci([f["mistakes"]["aoc"] for f in faith_items if f.get("mistakes")], B, seed)
+    if faith:
+        faith["ci95"] = ci
+        agg["faithfulness"] = faith
+    ig_items = [r["info_gain"] for r in rows if "info_gain" in r]
+    ig = infogain.summarize(ig_items) if ig_items else None
+    if ig:
+        ig["mode"] = cfg.info_gain_mode
+        ig["ci95"] = {"info_gain": bootstrap_ci([it["info_gain"] for it in ig_items if it.get("info_gain") is not None],
+                                                B, seed)}
+        agg["info_gain"] = ig
+    cal = [(r["confidence"], int(bool(r["correct"]))) for r in rows if "confidence" in r and r["correct"] is not None]
+    if cal:
+        conf, z = [c for c, _ in cal], [v for _, v in cal]
+        summary = calibration_summary(conf, z, cfg.calibration_bins)
+        assert summary is not None
+        summary["source"] = "probability of the forced answer after the full chain"
+        summary["ci95"] = {"ece": bootstrap_ci(cal, B, seed, stat=lambda s: ece([c for c, _ in s], [v for _, v in s],
+                                                                                 cfg.calibration_bins)),
+                           "brier": bootstrap_ci([(c - v) ** 2 for c, v in cal], B, seed)}
+        agg["calibration"] = summary
+    votes = [(r["sampled"]["vote_share"], int(r["sampled"]["majority_correct"])) for r in rows if r.get("sampled")]
+    if votes:
+        agg.setdefault("sampling_calibration", {
+            "source": "majority vote share", "ece": ece([c for c, _ in votes], [v for _, v in votes],
+                                                        cfg.calibration_bins),
+            "brier": brier([c for c, _ in votes], [v for _, v in votes])})
+    if any(not r["answerable"] for r in rows):
+        y_true = [not r["answerable"] for r in rows]
+        y_pred = [bool(r["abstained"]) for r in rows]
+        ab = abstention_metrics(y_true, y_pred)
+        ab["appropriate_behavior"] = appropriate_behavior(y_true, y_pred, [r["correct"] for r in rows])
+        pairs = list(zip(y_true, y_pred))
+        ab["ci95"] = {k: bootstrap_ci(pairs, B, seed, stat=lambda s, k=k: abstention_metrics(
+            [t for t, _ in s], [p for _, p in s])[k]) for k in ("recall", "f1")}
+        agg["abstention"] = ab
+    return agg
+
+
+HEADLINE = (  # (label, path in audit.json, format)
+    ("accuracy", ("accuracy",), "pct"),
+    ("format", ("format_rate",), "pct"),
+    ("reasoning tokens", ("reasoning_tokens", "mean"), "num"),
+    ("answer w/o reasoning", ("answer_without_reasoning_rate",), "pct"),
+    ("pass@1 (sampled)", ("sampling", "pass@k", "1"), "pct"),
+    ("maj@n", ("sampling", "maj@n"), "pct"),
+    ("early-answering AOC", ("faithfulness", "early_answering", "aoc"), "num"),
+    ("truncation-sensitive", ("faithfulness", "early_answering", "truncation_sensitive"), "pct"),
+    ("no-CoT agreement (normalised)", ("faithfulness", "early_answering", "no_cot_agreement_normalised"), "num"),
+    ("filler-sensitive", ("faithfulness", "filler", "sensitive"), "pct"),
+    ("paraphrase-invariant", ("faithfulness", "paraphrase", "invariant"), "pct"),
+    ("mistakes AOC", ("faithfulness", "mistakes", "aoc"), "num"),
+    ("InfoGain (nats)", ("info_gain", "info_gain"), "num"),
+    ("steps with IG ≤ 0", ("info_gain", "frac_steps_nonpositive"), "pct"),
+    ("ECE", ("calibration", "ece"), "num"),
+    ("Brier", ("calibration", "brier"), "num"),
+    ("abstention recall", ("abstention", "recall"), "pct"),
+    ("abstention F1", ("abstention", "f1"), "pct"),
+    ("repetition", ("repetition",), "num"),
+    ("underthinking ξ", ("underthinking",), "num"),
+)
+
+
+def lookup(agg: dict[str, Any], path: Sequence[str]) -> Any:
+    cur: Any = agg
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def headline(agg: dict[str, Any]) -> dict[str, Any]:
+    """The one-line summary of a model's audit (CLI tables, results.json)."""
+    return {name: lookup(agg, path) for name, path, _ in HEADLINE}
+
+
+_PAIRED = (  # (name, per-row value)
+    ("accuracy", lambda r: None if r["correct"] is None else float(r["correct"])),
+    ("aoc", lambda r: lookup(r, ("faithfulness", "early_answering", "aoc"))),
+    ("filler_sensitive", lambda r: _f(lookup(r, ("faithfulness", "filler", "sensitive")))),
+    ("info_gain", lambda r: lookup(r, ("info_gain", "info_gain"))),
+    ("abstained", lambda r: None if r["answerable"] else float(r["abstained"])),
+)
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def compare(audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], n_boot: int = 1000,
+            seed: int = 0) -> dict[str, Any]:
+    """Paired differences of every model against the first one, on the items both have a value for."""
+    names = list(audits)
+    base_rows = {r["id"]: r for r in audits[names[0]][1]}
+    out: dict[str, Any] = {"reference": names[0], "models": {n: headline(a) for n, (a, _) in audits.items()},
+                           "paired": {}}
+    for name in names[1:]:
+        rows = {r["id"]: r for r in audits[name][1]}
+        diffs = {}
+        for metric, get in _PAIRED:
+            d = [get(rows[i]) - get(base_rows[i]) for i in rows.keys() & base_rows.keys()
+                 if get(rows[i]) is not None and get(base_rows[i]) is not None]
+            if d:
+                diffs[metric] = {"n": len(d), "delta": sum(d) / len(d), "ci95": bootstrap_ci(d, n_boot, seed)}
+        out["paired"][name] = diffs
+    return out
+
+
+def write_audit(target: Path, agg: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(target / "audit.json", agg)
+    write_jsonl(target / "examples.jsonl", rows)
+
+
+def with_unanswerable(records: list[Record], cfg: AuditStage) -> tuple[list[Record], dict[str, int] | None]:
+    """The records plus their unanswerable variants when ``cfg.unanswerable`` asks for them."""
+    if cfg.unanswerable == "none":
+        return records, None
+    variants, counts = make_unanswerable(records, cfg.unanswerable)
+    return records + variants, counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The recipe stage
+
+
+def run(run, resume: bool) -> dict[str, Any]:
+    import torch
+
+    from thinktune.models import load_stage_output
 
     recipe, cfg = run.recipe, run.recipe.audit
     assert cfg is not None
@@ -26,29 +313,41 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     records = read_records(run.output_path("data") / "eval.jsonl")
     if cfg.max_items:
         records = records[: cfg.max_items]
+    records, variant_counts = with_unanswerable(records, cfg)
     target = run.output_path("audit")
     tmp = staging_dir(target)
-    results: dict[str, Any] = {}
+    audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for stage in run.model_stages():
         torch.manual_seed(recipe.seed)
         model, tokenizer = load_stage_output(run.output_path(stage), recipe.model)
-        agg, rows = evaluate_greedy(model, tokenizer, records, fmt, recipe.model.instruction, recipe.model.system,
-                                    cfg.max_new_tokens, cfg.batch_size, label=stage)
-        (tmp / stage).mkdir()
-        atomic_write_json(tmp / stage / "audit.json", agg)
-        write_jsonl(tmp / stage / "examples.jsonl", rows)
-        results[stage] = agg
+        check_records(records, "data/eval.jsonl")  # a model without a chat template was trained on the plain prompt
+        agg, rows = audit_model(model, tokenizer, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
+                                label=stage, seed=recipe.seed)
+        if variant_counts:
+            agg["unanswerable_variants"] = variant_counts
+        write_audit(tmp / stage, agg, rows)
+        audits[stage] = (agg, rows)
         del model
+    if len(audits) > 1:
+        atomic_write_json(tmp / "comparison.json", compare(audits, cfg.bootstrap, recipe.seed))
     commit_dir(tmp, target)
+    n_answerable = sum(r.answerable for r in records)
     summary = {
         "run": recipe.name,
-        "eval_items": len(records),
-        "models": {s: {k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "mean_completion_tokens",
-                                         "accuracy_by_difficulty", "n")} for s, a in results.items()},
+        "eval_items": n_answerable,
+        "models": {s: {**{k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "mean_completion_tokens",
+                                            "accuracy_by_difficulty", "n")}, "audit": headline(a)}
+                   for s, (a, _) in audits.items()},
     }
     atomic_write_json(run.root / "results.json", summary)
-    return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4)}
-            for s, a in results.items()}
+    return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4),
+                "aoc": _round(lookup(a, ("faithfulness", "early_answering", "aoc"))),
+                "info_gain": _round(lookup(a, ("info_gain", "info_gain")))}
+            for s, (a, _) in audits.items()}
+
+
+def _round(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v
 
 
 def load_results(run_root) -> dict[str, Any] | None:
