@@ -309,6 +309,17 @@ class AuditStage(_Strict):
     bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)
 
 
+class ReportStage(_Strict):
+    """The run's self-contained HTML report, ``runs/<name>/report.html`` (report/build.py; ``thinktune report``)."""
+
+    samples_per_model: PositiveInt = 200  # held-out items per model in the sample browser (halved until ≤ 10 MB)
+    score_rewards: bool = True  # score shown samples with the grpo rewards; run the reward-hack probes if not stored
+
+
+ReportTo = Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "neptune", "swanlab", "dvclive",
+                   "azure_ml", "dagshub", "codecarbon", "flyte", "kubeflow"]  # transformers integrations
+
+
 class Recipe(_Strict):
     """A whole pipeline. Stages present in the recipe run in STAGE_ORDER."""
 
@@ -321,6 +332,8 @@ class Recipe(_Strict):
     sft: SFTStage | None = None
     grpo: GRPOStage | None = None
     audit: AuditStage | None = None
+    report: ReportStage | None = None
+    report_to: list[ReportTo] = Field(default_factory=list)  # training logs also go to these (transformers report_to)
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
