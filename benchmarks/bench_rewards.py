@@ -64,9 +64,10 @@ def measure(mode: str, data_dir: Path, workers: int, deadline: float) -> dict:
         from thinktune.rewards.answers import WARM_UP_PAIRS
 
         plain_math_verify(list(WARM_UP_PAIRS))  # the warm-up every reward worker runs: same start for every method
+        cpu0 = cpu_seconds(os.getpid())
         t0 = time.perf_counter()
         verdicts = plain_math_verify(pairs)
-        return {"seconds": time.perf_counter() - t0, "verdicts": verdicts}
+        return {"seconds": time.perf_counter() - t0, "cpu": cpu_seconds(os.getpid()) - cpu0, "verdicts": verdicts}
 
     from thinktune.config import RewardSpec
     from thinktune.data.records import Record
@@ -81,14 +82,24 @@ def measure(mode: str, data_dir: Path, workers: int, deadline: float) -> dict:
     with RewardRunner(spec, workers=workers if mode == "pool" else 0, deadline=deadline, cache=False) as runner:
         if mode == "serial":
             warm_up()  # what every pool worker runs before it reports ready
-        runner.evaluate(0, *warm)  # pool: waits for the workers to be ready
+        runner.wait_ready()
+        runner.evaluate(0, *warm)
         startup = time.perf_counter() - t0
+        pids = [os.getpid()] + (runner._pool.pids if runner._pool else [])
+        cpu0 = sum(cpu_seconds(p) for p in pids)
         t0 = time.perf_counter()
         outcomes = runner.evaluate(0, texts, records)
         seconds = time.perf_counter() - t0
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         replaced = runner.workers_replaced
-    return {"seconds": seconds, "startup": startup, "replaced": replaced,
+    return {"seconds": seconds, "cpu": cpu, "startup": startup, "replaced": replaced,
             "verdicts": [o.value for o in outcomes], "statuses": [o.status for o in outcomes]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_fresh(mode: str, args: argparse.Namespace) -> dict:
@@ -132,6 +143,12 @@ def main() -> None:
     print(f"RATIO runner / plain serial math-verify: {rate['pool'] / rate['plain']:.2f}x "
           f"(per-repeat: {', '.join(f'{r:.2f}' for r in ratios)})")
     print(f"parallel speed-up runner / serial correct: {rate['pool'] / rate['serial']:.2f}x")
+    cores = {mode: statistics.median(r["cpu"] / r["seconds"] for r in rs) for mode, rs in runs.items()}
+    per_cpu = {mode: n / statistics.median(r["cpu"] for r in rs) for mode, rs in runs.items()}
+    print(f"CPU cores actually obtained (cpu-seconds / wall-seconds): plain {cores['plain']:.2f}, serial "
+          f"{cores['serial']:.2f}, runner {cores['pool']:.2f} (parent + workers)")
+    print(f"judgements per CPU-second: plain {per_cpu['plain']:.0f}, serial {per_cpu['serial']:.0f}, runner "
+          f"{per_cpu['pool']:.0f} (parent + workers; load-independent cost)")
     v_serial, v_pool = runs["serial"][0]["verdicts"], runs["pool"][0]["verdicts"]
     same_all = all(r["verdicts"] == v_serial for r in runs["pool"] + runs["serial"])
     print(f"verdicts identical (every runner and serial repeat): {same_all} "

@@ -236,6 +236,22 @@ class WorkerPool:
                 "start method, which re-imports the main script: guard a script's top level with "
                 "`if __name__ == '__main__':`")
 
+    def wait_ready(self) -> None:
+        """Block until every worker has started (imports and warm-up done)."""
+        while not all(w.ready for w in self._workers):
+            now = time.monotonic()
+            for w in self._workers:
+                self._check_startup(w, now)
+            wait([w.conn for w in self._workers if not w.ready], timeout=1.0)
+            for w in self._workers:
+                for msg in self._receive(w):
+                    if msg[0] == "ready":
+                        w.ready, w.last = True, time.monotonic()
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
+
     # -- per-sample calls -----------------------------------------------------------------------------------------
     def run_items(self, name: str, kwargs: dict[str, Any], items: list[tuple[str, Any]],
                   max_failures: int | None = None) -> list[Outcome | None]:

@@ -112,6 +112,11 @@ class RewardRunner:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def wait_ready(self) -> None:
+        """Block until every reward worker has started (otherwise the first call waits for them)."""
+        if self._pool is not None:
+            self._pool.wait_ready()
+
     @property
     def weights(self) -> list[float]:
         return [s.weight for s in self.specs]
