@@ -23,6 +23,8 @@ from rich.table import Table
 
 from thinktune.cli_audit import audit_cmd
 from thinktune.cli_data import data_app
+from thinktune.cli_decoding import register as register_decoding
+from thinktune.cli_report import report_cmd
 from thinktune.cli_rewards import rewards_app
 from thinktune.errors import ThinktuneError
 from thinktune.progress import Reporter, TaskHandle, set_reporter
@@ -31,6 +33,8 @@ app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.
                   pretty_exceptions_enable=False, add_completion=False)
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+register_decoding(app)
+app.command("report")(report_cmd)
 app.command("audit")(audit_cmd)
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(data_app, name="data")
