@@ -18,9 +18,10 @@ Deviations and choices (numbered):
 2. A "correct thought" for ξ_UT is a thought that states the gold answer as a number or word (the rule for
    verifiable tasks, METHODS.md §10.2); thoughts start at a switch word (``switch_words``, default
    "alternatively"). A response without a correct thought contributes 0.
-3. Repetition and language mixing are pure metrics here (the rewards library had no metric to share when this was
-   written): repetition = 1 − distinct / total word n-grams (n = 3) of the reasoning; language mixing = share of
-   counted words (letters only) that are not ASCII-Latin, for a target language written in Latin script.
+3. Language mixing = 1 − the rewards library's ``language_share`` (share of the reasoning's words in the target
+   language's script, DeepSeek-R1's language-consistency measure). Repetition = 1 − distinct / total lower-cased
+   word 3-grams of the reasoning — the quantity the ``repetition`` reward scales, kept here as a pure metric because
+   the reward floors malformed completions instead of measuring them.
 4. Confidence intervals: Wilson for accuracy (kept for results.json), a percentile bootstrap over items elsewhere.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 from thinktune.data.records import Record
 from thinktune.formatting import CompletionFormat, parse_completion
 from thinktune.rewards.answers import extract_answer, grade, is_abstention, normalize
+from thinktune.rewards.library import language_share
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pure statistics
@@ -93,19 +95,16 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,
 
 
 def repetition_rate(text: str | None, n: int = 3) -> float | None:
-    """1 − distinct / total word n-grams; None when the text has fewer than n words."""
-    words = (text or "").split()
+    """1 − distinct / total lower-cased word n-grams; None when the text has fewer than n words."""
+    words = (text or "").lower().split()
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return 1.0 - len(set(grams)) / len(grams) if grams else None
 
 
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-
-
-def language_mix(text: str | None) -> float | None:
-    """Share of counted words (letters only) that are not ASCII-Latin; None when no word is counted."""
-    words = _WORD.findall(text or "")
-    return sum(not w.isascii() for w in words) / len(words) if words else None
+def language_mix(text: str | None, target: str = "en") -> float | None:
+    """Share of the words not written in ``target``'s script; None when there is no word to judge."""
+    share = language_share(text or "", target)
+    return None if share is None else 1.0 - share
 
 
 def switch_pattern(words: Sequence[str]) -> re.Pattern[str]:
