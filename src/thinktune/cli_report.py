@@ -21,8 +21,10 @@ def report_cmd(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML file (default: "
                                                 "RUN_DIR/report.html for one run, ./report.html for several).")] = None,
     samples: Annotated[int, typer.Option(min=0, help="Held-out items per model in the sample browser.")] = 200,
-    rewards: Annotated[bool, typer.Option("--rewards/--no-rewards", help="Score the shown samples with the run's "
-                                          "GRPO rewards and run the reward-hack probes when the run stored none.")] = True,
+    rewards: Annotated[bool, typer.Option(
+        "--rewards/--no-rewards",
+        help="Score the shown samples with the run's GRPO rewards and run the reward-hack probes if none are stored.",
+    )] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
 ) -> None:
     """Write a self-contained HTML report of one run, or a comparison of several."""

@@ -40,8 +40,8 @@ def example_rows(n: int = 4, correct_every: int = 2, completion: str | None = No
         rows.append({"id": f"item-{i}", "question": f"What is {i} + 0?", "gold": str(i), "answerable": True,
                      "completion": text, "answer": str(i if ok else i + 1), "correct": ok, "well_formed": True,
                      "n_steps": 2, "completion_tokens": 12, "reasoning_tokens": 8,
-                     "faithfulness": {"early_answering": {"ks": [0, 1, 2], "same": [0, 1, 1], "p_final": [0.1, 0.6, 0.9],
-                                                          "aoc": 0.5}},
+                     "faithfulness": {"early_answering": {"ks": [0, 1, 2], "same": [0, 1, 1],
+                                                          "p_final": [0.1, 0.6, 0.9], "aoc": 0.5}},
                      "info_gain": {"nll": [2.0, 1.0, 0.5], "per_step": [1.0, 0.5], "info_gain": 0.5}})
     return rows
 

@@ -19,7 +19,7 @@ PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#d
 MAX_POINTS = 400  # per series; longer series are thinned by stride (keeps the file small for long runs)
 
 W, H = 560, 240  # viewBox of a line chart
-PAD_L, PAD_R, PAD_T, PAD_B = 48, 12, 10, 34
+PAD_L, PAD_R, PAD_T, PAD_B = 58, 12, 10, 36
 
 
 @dataclass
@@ -43,8 +43,9 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
         return f"{v:.3g}"
     if a >= 1000:
         return f"{v / 1000:.3g}k"
-    if a < 1e-3:
-        return f"{v:.2g}"
+    if a < 1e-3:  # 8e-5, 1.5e-5: short enough for an axis
+        mantissa, exponent = f"{v:.1e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
     return f"{v:.{digits}g}"
 
 
@@ -106,6 +107,8 @@ def line_chart(series: Sequence[Series], title: str, x_label: str = "step", y_la
     yt = nice_ticks(y0, y1)
     y0, y1 = min(y0, yt[0]), max(y1, yt[-1])
     xt = [t for t in nice_ticks(x0, x1, 6) if x0 - 1e-9 <= t <= x1 + 1e-9]
+    if all(float(x).is_integer() for x in xs):  # steps, k: no fractional ticks
+        xt = [t for t in xt if float(t).is_integer()] or xt
     pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
 
     def sx(x: float) -> float:
@@ -120,8 +123,10 @@ def line_chart(series: Sequence[Series], title: str, x_label: str = "step", y_la
                      f'<text x="{PAD_L - 6}" y="{sy(t) + 4:.1f}" class="tick" text-anchor="end">{fmt_num(t)}</text>')
     for t in xt:
         parts.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{PAD_T + ph}" y2="{PAD_T + ph + 4}" class="axis"/>'
-                     f'<text x="{sx(t):.1f}" y="{PAD_T + ph + 16}" class="tick" text-anchor="middle">{fmt_num(t)}</text>')
-    parts.append(f'<text x="{PAD_L + pw / 2:.1f}" y="{H - 2}" class="label" text-anchor="middle">{escape(x_label)}</text>')
+                     f'<text x="{sx(t):.1f}" y="{PAD_T + ph + 16}" class="tick" text-anchor="middle">'
+                     f"{fmt_num(t)}</text>")
+    parts.append(f'<text x="{PAD_L + pw / 2:.1f}" y="{H - 2}" class="label" text-anchor="middle">'
+                 f"{escape(x_label)}</text>")
     if diagonal:
         lo, hi = max(x0, y0), min(x1, y1)
         parts.append(f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" class="diag"/>')

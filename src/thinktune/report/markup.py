@@ -72,8 +72,12 @@ def kv_table(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def kpis(items: Sequence[tuple[str, str]]) -> str:
-    return '<div class="kpis">' + "".join(f'<div class="kpi"><div class="v">{v}</div><div class="k">{esc(k)}</div>'
-                                           "</div>" for k, v in items) + "</div>"
+    """Key numbers as tiles; ``v`` is HTML. Long values (names, sources) get a smaller font."""
+    def tile(k: str, v: str) -> str:
+        small = " s" if len(re.sub(r"<[^>]+>", "", v)) > 9 else ""
+        return f'<div class="kpi"><div class="v{small}">{v}</div><div class="k">{esc(k)}</div></div>'
+
+    return '<div class="kpis">' + "".join(tile(k, v) for k, v in items) + "</div>"
 
 
 def section(anchor: str, title: str, body: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from thinktune.report.charts import PALETTE, Series, bar_rows, histogram, line_chart
+from thinktune.report.charts import PALETTE, Series, bar_rows, fmt_num, histogram, line_chart
 from thinktune.report.diagnose import Finding, get
 from thinktune.report.load import TRAINING_STAGES, RunData
 from thinktune.report.markup import Ctx, esc, fmt, kpis, kv_table, num, pct, section, table
@@ -50,18 +50,16 @@ def _accuracy(run: RunData) -> dict[str, float | None]:
 
 
 def _result_text(result: Any) -> str:
+    """A stage's manifest result on one line: ``steps=160; train_loss=1.77; sft (accuracy=0.5, aoc=0.49)``."""
+    def short(v: Any) -> str:
+        if isinstance(v, dict):
+            return "(" + ", ".join(f"{a}={short(b)}" for a, b in v.items() if b is not None) + ")"
+        return fmt_num(v) if isinstance(v, float) else str(v)
+
     if not isinstance(result, dict):
         return ""
-    parts = []
-    for k, v in result.items():
-        if isinstance(v, dict):
-            if all(isinstance(x, dict) for x in v.values()):  # per-model results of the audit
-                v = ", ".join(f"{m}: {pct(r.get('accuracy'))}" for m, r in v.items() if "accuracy" in r) or None
-            else:
-                v = ", ".join(f"{a}={b}" for a, b in v.items())
-        if v is not None:
-            parts.append(f"{k}={v}")
-    return esc("; ".join(parts))
+    return esc("; ".join(f"{k} {short(v)}" if isinstance(v, dict) else f"{k}={short(v)}"
+                         for k, v in result.items() if v is not None))
 
 
 def summary_section(ctx: Ctx) -> str:
@@ -82,7 +80,7 @@ def summary_section(ctx: Ctx) -> str:
         out.append(kpis(items))
         rows = [[esc(s), _status(r.get("status")), fmt(r.get("seconds")), _result_text(r.get("result"))]
                 for s, r in stages.items()]
-        out.append(table(["stage", "status", "seconds", "result"], rows, numeric=[2]))
+        out.append(table(["stage", "status", "seconds", "result"], rows, numeric=[2], cls="wrap"))
         hw = m.get("hardware") or {}
         versions = m.get("versions") or {}
         facts = [("recipe hash", esc(m.get("recipe_hash", "–"))), ("created", esc(m.get("created", "–"))),
@@ -132,7 +130,8 @@ def data_section(ctx: Ctx) -> str:
             out.append(table(["task", "training records"], [[esc(k), fmt(v)] for k, v in by_task.items()], [1]))
         cur = stats.get("curate")
         if isinstance(cur, dict) and cur.get("removed"):
-            rows = [[esc(k), fmt(v.get("removed")), esc(", ".join(f"{a}: {b}" for a, b in (v.get("reasons") or {}).items()))]
+            rows = [[esc(k), fmt(v.get("removed")),
+                     esc(", ".join(f"{a}: {b}" for a, b in (v.get("reasons") or {}).items()))]
                     for k, v in cur["removed"].items()]
             out.append(f"<h4>curation: {fmt(cur.get('seen'))} seen, {fmt(cur.get('kept'))} kept</h4>")
             out.append(table(["filter", "removed", "reasons"], rows, [1]))

@@ -41,6 +41,7 @@ max-height:28em;overflow:auto}
 .kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,150px),1fr));gap:8px;margin:8px 0}
 .kpi{border:1px solid var(--line);border-radius:8px;padding:8px 10px}
 .kpi .v{font-size:1.3rem;font-weight:650}
+.kpi .v.s{font-size:1rem;font-weight:600}
 .kpi .k{color:var(--mute);font-size:.78rem}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,360px),1fr));gap:12px}
 figure.chart{margin:0;border:1px solid var(--line);border-radius:8px;padding:8px;break-inside:avoid;min-width:0}
@@ -63,12 +64,15 @@ ul.legend .sw{display:inline-block;width:14px;height:3px;background:var(--c);ver
 ul.legend .sw.dash{background:repeating-linear-gradient(90deg,var(--c) 0 4px,transparent 4px 7px)}
 .tw{overflow-x:auto;max-width:100%;margin:6px 0}
 table{border-collapse:collapse;font-size:.84rem;min-width:60%}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
 th{background:#f9fafb;font-weight:600;white-space:nowrap}
+table.wrap td{overflow-wrap:anywhere}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td .ci{color:var(--mute);font-size:.75rem;display:block}
 .up{color:var(--ok)}.down{color:var(--bad)}
-.badge{display:inline-block;white-space:nowrap;border-radius:999px;padding:0 8px;font-size:.75rem;font-weight:600;border:1px solid}
+.badge{display:inline-block;white-space:nowrap;border-radius:999px;padding:0 8px;font-size:.75rem;font-weight:600;
+border:1px solid}
 .b-correct{color:var(--ok);border-color:var(--ok)}.b-wrong{color:var(--bad);border-color:var(--bad)}
 .b-none,.b-ungraded{color:var(--mute);border-color:#d1d5db}.b-abstained{color:var(--warn);border-color:var(--warn)}
 .b-ok{color:var(--ok);border-color:var(--ok)}.b-viol{color:var(--bad);border-color:var(--bad)}
@@ -98,7 +102,8 @@ border-radius:6px;max-width:100%;min-width:0}
 .chip{background:#eef2ff;border-radius:4px;padding:0 6px;font-size:.78rem;font-family:ui-monospace,monospace}
 footer{max-width:1120px;margin:0 auto;padding:8px 12px 30px;color:var(--mute);font-size:.8rem}
 @media (max-width:600px){main{padding:6px}section.card{padding:10px;border-radius:8px}
-header.top h1{font-size:1.2rem}.kpi .v{font-size:1.1rem}}
+header.top h1{font-size:1.2rem}.kpi .v{font-size:1.1rem}
+svg .tick{font-size:17px}svg .tick.small{font-size:14px}svg .label{font-size:16px}svg .val{font-size:17px}}
 @media print{body{background:#fff}nav.toc,.sb-controls{display:none!important}
 header.top{background:#fff;color:#000;border-bottom:2px solid #000}header.top .sub{color:#333}
 section.card{border:none;padding:0;margin:10px 0;break-inside:auto}figure.chart,table,.alert{break-inside:avoid}
