@@ -313,7 +313,7 @@ def test_sigterm_lets_a_running_stream_finish(adder, tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "thinktune", "serve", str(tmp_path / NAME), "--port", str(port),
-                             "--max-tokens-cap", "400"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--max-tokens-cap", "1500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -324,15 +324,17 @@ def test_sigterm_lets_a_running_stream_finish(adder, tmp_path):
                     break
             time.sleep(0.2)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        # TIP on the end-of-text token keeps the model talking until max_tokens, so the stream is still running
         body = {"model": NAME, "messages": [{"role": "user", "content": "what is 9 + 9?"}], "temperature": 0,
-                "max_tokens": 400, "stream": True, "stop": ["never-appears"]}
+                "max_tokens": 1500, "stream": True, "stop": ["never-appears"],
+                "tip": {"words": [tok.eos_token, "</answer>"], "alpha": 1000.0, "beta": 5000}}
         conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
         resp = conn.getresponse()
-        first = resp.readline()
-        assert first.startswith(b"data: ")
+        assert resp.readline().startswith(b"data: ")
         proc.send_signal(signal.SIGTERM)
         rest = resp.read().decode()
-        assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason": "length"' in rest
+        assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason": "length"' in rest, rest[-3000:]
+        assert rest.count("data: ") > 100, "the stream was still running when SIGTERM arrived"
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
