@@ -79,3 +79,10 @@ def test_incomplete_stage_is_an_info_note_not_a_warning(tmp_path):
                                               ([2.0], None), ([], None)])
 def test_trend_compares_first_and_last_thirds(values, expected):
     assert trend(values) == expected
+
+
+def test_the_report_stage_writing_the_report_is_not_incomplete(tmp_path):
+    run_dir = make_run(tmp_path, stages={"data": {"status": "complete"}, "report": {"status": "running"}})
+    assert diagnose(load_run(run_dir)) == []
+    html, _ = build_report([run_dir], ReportOptions(score_rewards=False))
+    assert "1/1</div>" in html  # stages complete: the running report stage is not counted

@@ -3,7 +3,8 @@
 One reduced quickstart is run per session (module fixture, ~1 minute on 2 CPU cores), its report is written with
 ``thinktune report``, and Chromium checks: the key sections and numbers are in the rendered DOM (and the page's
 script ran under its Content-Security-Policy), no network request is made while rendering (Chromium's net log),
-and nothing overflows horizontally at 390 px. Screenshots go to ``test-artifacts/report/`` (gitignored).
+nothing overflows horizontally at 390 px, and it prints (PDF). Screenshots and the PDF go to
+``test-artifacts/report/`` (gitignored).
 
 Chromium cannot shrink a headless window below 500 px, so the 390 px check renders the report in a 390 px wide
 ``<iframe srcdoc>`` (a 390 px viewport for the report's layout and media queries) and reads its scroll width.
@@ -17,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from thinktune.report.charts import fmt_num
 from thinktune.report.markup import pct
@@ -56,9 +58,9 @@ def real_run(tmp_path_factory):
         grpo={"logging_steps": 1, "eval_every": 2, "eval_items": 20},
         audit={"tests": ["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"],
                "samples": 4, "pass_k": [1, 4], "filler_curve": [0, 0.5, 1], "bootstrap": 200})
-    text = recipe.read_text().replace("hidden_size: 32", "hidden_size: 64").replace("intermediate_size: 64",
-                                                                                    "intermediate_size: 128")
-    recipe.write_text(text)
+    raw = yaml.safe_load(recipe.read_text())
+    raw["model"]["tiny"].update(hidden_size=64, intermediate_size=128)  # big enough to learn the answer format
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
     proc = thinktune("run", str(recipe), "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     root = tmp / "runs" / "rep"
@@ -97,6 +99,11 @@ def test_real_run_report_renders_key_sections_and_numbers(real_run, tmp_path):
         proc = chromium(tmp_path, "--hide-scrollbars", f"--window-size={size}", f"--screenshot={shot}",
                         report.as_uri())
         assert proc.returncode == 0 and shot.stat().st_size > 20_000, proc.stderr[-2000:]
+    pdf = ARTIFACTS / "report.pdf"  # printable: Chromium's print path lays it out on pages
+    pdf.unlink(missing_ok=True)
+    proc = chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", report.as_uri())
+    assert proc.returncode == 0 and pdf.read_bytes()[:5] == b"%PDF-", proc.stderr[-2000:]
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes())) >= 3
 
 
 def page_requests(net_log: Path) -> list[str]:

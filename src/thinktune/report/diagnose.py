@@ -76,7 +76,7 @@ def diagnose(run: RunData) -> list[Finding]:
     found += _model_pairs(run)
     found += _grpo(run)
     for stage, status in run.stage_status().items():
-        if status != "complete":
+        if status != "complete" and stage != "report":  # the report stage is running while it writes this
             found.append(Finding("incomplete", run.name, f"stage {stage} is {status}",
                                  "its sections show what it had written when the report was built", "info"))
     for problem in run.problems[:10]:
@@ -133,8 +133,8 @@ def _grpo(run: RunData) -> list[Finding]:
             "no_learning_signal", run.name, "grpo: almost no learning signal",
             f"{sum(zero) / len(zero):.0%} of prompt groups had identical rewards on average over {len(zero)} logged "
             "steps, so their advantages were zero."
-            + (" Every reward was 0: if the answer tags are special tokens, decoding drops them and no completion "
-               "can earn a reward (DESIGN.md)." if all_zero else
+            + (" Every reward was 0: the model never produced a rewarded completion (too weak a starting model, "
+               "or answer tags registered as special tokens and decoded away — DESIGN.md)." if all_zero else
                " Raise samples_per_prompt or temperature, or use easier prompts.")))
     outcomes = get(run.manifest, "stages", "grpo", "result", "reward_outcomes") or {}
     bad = {fn: int(c.get("error", 0)) + int(c.get("timeout", 0)) for fn, c in outcomes.items() if isinstance(c, dict)}

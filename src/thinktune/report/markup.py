@@ -103,7 +103,6 @@ class Ctx:
     names: list[str] = field(default_factory=list)  # unique run names
     models: list[Model] = field(default_factory=list)
     sample_rewards: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # label -> id -> fn
-    reward_names: dict[int, list[str]] = field(default_factory=dict)  # run index -> reward names it was scored with
 
     @property
     def multi(self) -> bool:

@@ -89,7 +89,6 @@ def _score_run(ctx: Ctx, i: int, specs, fmt_cfg, chosen: dict[str, set[str]], re
 
     run = ctx.runs[i]
     with RewardRunner(specs, fmt_cfg, max_error_fraction=1.0, workers=workers, deadline=deadline, cache=False) as rr:
-        ctx.reward_names[i] = list(rr.names)
         for m in ctx.models_of(i):
             rows = [r for r in m.rows if str(r.get("id")) in chosen[m.label] and str(r.get("id")) in records
                     and isinstance(r.get("completion"), str)]

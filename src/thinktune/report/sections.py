@@ -66,7 +66,8 @@ def summary_section(ctx: Ctx) -> str:
     out = []
     for i, run in enumerate(ctx.runs):
         m = run.manifest
-        stages = m.get("stages", {})
+        stages = {s: r for s, r in m.get("stages", {}).items()  # not the report stage writing this very file
+                  if s != "report" or r.get("status") == "complete"}
         acc = _accuracy(run)
         best = max(((s, a) for s, a in acc.items() if a is not None), key=lambda t: t[1], default=None)
         total = sum(num(r.get("seconds")) or 0 for r in stages.values())
