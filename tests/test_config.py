@@ -22,7 +22,7 @@ def write(tmp_path, obj, name="r.yaml"):
 
 def test_quickstart_recipe_is_valid():
     r = load_recipe(QUICKSTART)
-    assert r.stages() == ["data", "base", "sft", "grpo", "audit"]
+    assert r.stages() == ["data", "base", "sft", "grpo", "audit", "report"]
     assert r.data.task.n_eval >= 500
 
 

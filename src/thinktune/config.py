@@ -35,7 +35,7 @@ from thinktune.errors import RecipeError
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
-STAGE_ORDER = ("data", "base", "sft", "grpo", "audit")
+STAGE_ORDER = ("data", "base", "sft", "grpo", "audit", "report")
 MODEL_STAGES = ("base", "sft", "grpo")  # stages whose output is a model the audit compares
 
 
@@ -341,7 +341,7 @@ class Recipe(_Strict):
     def stages(self) -> list[str]:
         """Stages this recipe runs, in order."""
         present = {"data": True, "base": True, "sft": self.sft is not None, "grpo": self.grpo is not None,
-                   "audit": self.audit is not None}
+                   "audit": self.audit is not None, "report": self.report is not None}
         return [s for s in STAGE_ORDER if present[s]]
 
 

@@ -111,6 +111,8 @@ class Run:
 
     def output_path(self, stage: str) -> Path:
         """The directory whose presence (plus the manifest) marks a stage complete."""
+        if stage == "report":
+            return self.root / "report.html"
         return self.stage_dir(stage) if stage in ("data", "audit") else self.stage_dir(stage) / "final"
 
     # -- manifest ----------------------------------------------------------------------------------------
@@ -146,7 +148,9 @@ class Run:
             rec = self.stage_record(stage)
             inputs = stage_inputs(self.recipe, stage)
             fp = fingerprint(inputs)
-            if restarting:
+            if stage == "report":  # a view of the run, cheap to rebuild: always regenerated, never refused
+                plans.append(StagePlan(stage, "run", "regenerated"))
+            elif restarting:
                 plans.append(StagePlan(stage, "run", "restarted"))
             elif not rec:
                 if self.stage_dir(stage).exists() and stage != "data":
@@ -255,9 +259,11 @@ StageFn = Callable[[Run, bool], dict[str, Any]]
 def default_stage_fns() -> dict[str, StageFn]:
     """The built-in implementation of each stage (imported lazily: torch/TRL load only when a stage runs)."""
     from thinktune.audit import battery
+    from thinktune.report import stage as report_stage
     from thinktune.stages import base, data, grpo, sft
 
-    return {"data": data.run, "base": base.run, "sft": sft.run, "grpo": grpo.run, "audit": battery.run}
+    return {"data": data.run, "base": base.run, "sft": sft.run, "grpo": grpo.run, "audit": battery.run,
+            "report": report_stage.run}
 
 
 def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str, StageFn] | None = None) -> Run:

@@ -143,7 +143,8 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         "save_total_limit": None,
         "save_only_model": False,
         "logging_steps": cfg.logging_steps,
-        "report_to": [],
+        "report_to": list(recipe.report_to),  # TensorBoard / W&B / MLflow for those who want them
+        "run_name": f"{recipe.name}-grpo",
         "seed": recipe.seed,
         "data_seed": recipe.seed,
         "disable_tqdm": True,

@@ -117,7 +117,8 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         "save_total_limit": None,  # retention happens after the commit marker (callbacks.py)
         "save_only_model": False,  # optimizer + RNG state are needed for exact resume
         "logging_steps": cfg.logging_steps,
-        "report_to": [],
+        "report_to": list(recipe.report_to),  # TensorBoard / W&B / MLflow for those who want them
+        "run_name": f"{recipe.name}-sft",
         "seed": recipe.seed,
         "data_seed": recipe.seed,
         "disable_tqdm": True,
