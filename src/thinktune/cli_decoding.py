@@ -183,6 +183,10 @@ def tip_compare_cmd(
     alpha: AlphaOpt = 3.0,
     beta: BetaOpt = 600,
     max_new_tokens: MaxNewOpt = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; > 0 samples (plain and TIP re-drawn from one "
+                                                    "seed on the selected items).")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (sampling only).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     instruction: InstrOpt = "auto",
     extractor: ExtractorOpt = None,
     batch_size: BatchOpt = 16,
@@ -190,11 +194,14 @@ def tip_compare_cmd(
     rows: Annotated[bool, typer.Option("--rows/--no-rows", help="Keep per-item rows in the JSON.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Greedy decoding with and without TIP on the items where the plain model switches thoughts."""
+    """Decoding with and without TIP on the items where the plain model switches thoughts."""
+    import time
+
     from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
+    t0 = time.perf_counter()
     try:
         with _user_errors():
             from thinktune.decoding.evaluate import EvalSet, compare_tip
@@ -204,15 +211,18 @@ def tip_compare_cmd(
             m, tok, instr, extr = _model(model, instruction, extractor)
             cfg = TipConfig(words=[w.strip() for w in words.split(",") if w.strip()], alpha=alpha, beta=beta)
             es = EvalSet.build(tok, _records(data, n), instr)
-            res = compare_tip(m, tok, es, cfg, SamplingParams(max_new_tokens=max_new_tokens), extractor=extr,
-                              batch_size=batch_size)
+            params = SamplingParams(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                                    temperature=temperature or 1.0, top_p=top_p)
+            res = compare_tip(m, tok, es, cfg, params, extractor=extr, batch_size=batch_size, seed=seed)
     finally:
         set_reporter(prev)
-    res["model"], res["data"] = model, str(data)
-    out.print(_variant_table(f"TIP α={alpha} β={beta} on {res['n_items_with_switch']} of {res['n_items']} items "
+    res.update(model=model, data=str(data), instruction=instr, extractor=extr,
+               seconds=round(time.perf_counter() - t0, 1))
+    out.print(_variant_table(f"TIP α={alpha} β={beta} on the {res['n_items_with_switch']} of {res['n_items']} items "
                              f"that switch ({', '.join(cfg.words)})",
-                             {"all items, plain": res["baseline_all"], "switching items, plain": res["baseline"],
-                              "switching items, TIP": res["with_tip"]}))
+                             {"selection run, all items": res["selection_run"]["all_items"],
+                              "selection run, switching items": res["selection_run"]["switching_items"],
+                              "switching items, plain": res["plain"], "switching items, TIP": res["with_tip"]}))
     if res["paired"]:
         p = res["paired"]
         ci = p["accuracy_change_ci95"]
@@ -294,7 +304,7 @@ def steer_sweep_cmd(
     data: DataOpt,
     n: NOpt = 100,
     strengths: Annotated[str | None, typer.Option(help="Comma-separated strengths (default: from the calibrated "
-                                                       "γ for δ: −γ, γ/2, γ, 2γ).")] = None,
+                                                       "γ for δ: −γ, γ, 2γ).")] = None,
     delta: Annotated[float, typer.Option(help="KL bound δ (nats, mean next-token KL to the unsteered model).")] = 0.1,
     calib: Annotated[int, typer.Option(help="Baseline completions used for the KL calibration.")] = 16,
     max_new_tokens: MaxNewOpt = 256,

@@ -1,8 +1,9 @@
 """Decoding variants compared on the same items with the audit's own outcome metrics: TIP on/off, steering sweeps.
 
-- :func:`compare_tip`: greedy baseline on every item; on the items where the baseline switches thoughts, the same
-  decoding with TIP. Reports the switch rate (mean switches per response and the share of responses that switch)
-  and accuracy, with and without, plus the paired accuracy change.
+- :func:`compare_tip`: a plain run on every item selects the items where the model switches thoughts; on those,
+  plain vs TIP (for sampling, both re-drawn from one seed so the selection does not bias the plain side). Reports
+  the switch rate (mean switches per response, share of responses that switch) and accuracy, with and without,
+  plus the paired accuracy change.
 - :func:`steer_sweep`: per steering strength, mean/median completion length, the share cut off at the token cap,
   accuracy with its Wilson interval, the paired accuracy change with a bootstrap interval, and the mean next-token
   KL to the unsteered model; the strength whose KL stays ≤ δ is calibrated first. The sign is checked: with
@@ -139,30 +140,47 @@ def paired(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]], seed
 
 def compare_tip(model, tokenizer, es: EvalSet, tip: TipConfig, params: SamplingParams,
                 fmt: CompletionFormat = DEFAULT_FORMAT, extractor: str = "auto", batch_size: int = 16,
-                baseline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Switch rate and accuracy with and without TIP on the items where the baseline switches (module docstring)."""
+                seed: int = 0) -> dict[str, Any]:
+    """Switch rate and accuracy with and without TIP on the items where the plain model switches.
+
+    Greedy: the TIP run is compared with the selecting run itself (both are functions of the prompt). Sampling:
+    the selected items are decoded again twice from the same seed and batches — plain and with TIP — so that the
+    comparison is free of the selection effect (items picked because one sample switched) and the two runs share
+    their random stream up to the first token TIP changes.
+    """
+    import torch
+
     switch = switch_token_ids(tokenizer, tip.words)
-    base = baseline or run_variant(model, tokenizer, es, params, tip.words, fmt=fmt, extractor=extractor,
-                                   batch_size=batch_size, label="baseline")
+    torch.manual_seed(seed)
+    base = run_variant(model, tokenizer, es, params, tip.words, fmt=fmt, extractor=extractor, batch_size=batch_size,
+                       label="select: plain")
     chosen = [i for i, r in enumerate(base) if r["thought_switches"] > 0]
-    base_sel = [base[i] for i in chosen]
+    sub = es.subset(chosen)
     proc = ThoughtSwitchPenalty(switch.ids, tip.alpha, tip.beta)
-    tipped = run_variant(model, tokenizer, es.subset(chosen), params, tip.words, processors=[proc], fmt=fmt,
-                         extractor=extractor, batch_size=batch_size, label="TIP") if chosen else []
+    plain, tipped = [base[i] for i in chosen], []
+    if chosen:
+        if params.do_sample:
+            torch.manual_seed(seed + 1)
+            plain = run_variant(model, tokenizer, sub, params, tip.words, fmt=fmt, extractor=extractor,
+                                batch_size=batch_size, label="plain (resampled)")
+        torch.manual_seed(seed + 1)
+        tipped = run_variant(model, tokenizer, sub, params, tip.words, processors=[proc], fmt=fmt,
+                             extractor=extractor, batch_size=batch_size, label="TIP")
     return {
         "tip": tip.model_dump(),
         "switch_tokens": [tokenizer.decode([i]) for i in switch.ids],
         "ambiguous_words": [list(a) for a in switch.ambiguous],
         "skipped_spellings": [list(a) for a in switch.skipped],
         "max_new_tokens": params.max_new_tokens,
-        "do_sample": params.do_sample,
+        "sampling": {"do_sample": params.do_sample, "temperature": params.temperature, "top_p": params.top_p,
+                     "seed": seed},
         "n_items": len(es.records),
         "n_items_with_switch": len(chosen),
-        "baseline_all": summarize(base),
-        "baseline": summarize(base_sel),
+        "selection_run": {"all_items": summarize(base), "switching_items": summarize([base[i] for i in chosen])},
+        "plain": summarize(plain),
         "with_tip": summarize(tipped),
-        "paired": paired(base_sel, tipped) if chosen else None,
-        "rows": {"baseline": base_sel, "tip": tipped},
+        "paired": paired(plain, tipped) if chosen else None,
+        "rows": {"plain": plain, "tip": tipped},
     }
 
 
@@ -181,8 +199,8 @@ def steer_sweep(model, tokenizer, es: EvalSet, vector: SteeringVector, params: S
     with reporter().task("calibrate strength (KL ≤ δ)", total=None):
         cal = calibrate_strength(model, vector, calib, delta=delta)
     gamma = cal["gamma"] or cal["estimate"] or 1.0
-    if strengths is None:  # the calibrated strength, half and twice it, and its negative for the sign check
-        strengths = [-gamma, gamma / 2, gamma, 2 * gamma]
+    if strengths is None:  # the calibrated strength, twice it, and its negative for the sign check
+        strengths = [-gamma, gamma, 2 * gamma]
     strengths = sorted({float(s) for s in strengths} - {0.0})
     kl = next_token_kl(model, vector, strengths, calib)
     results = [{"strength": 0.0, "kl": 0.0, "within_kl_bound": True, **summarize(base)}]

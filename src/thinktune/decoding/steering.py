@@ -388,13 +388,13 @@ def calibrate_strength(model, vector: SteeringVector, calib: Calibration, delta:
                        batch_size: int = 8) -> dict[str, Any]:
     """The largest γ (of ``sign``) whose mean next-token KL stays ≤ δ on ``calib`` (METHODS.md §9.2, empirical).
 
-    The second-order estimate γ̂ = sqrt(2δ / curvature) seeds a grid γ̂ × (¼ … 4) measured in one pass over the
+    The second-order estimate γ̂ = sqrt(2δ / curvature) seeds a grid γ̂ × (½ … 3) measured in one pass over the
     calibration set; the crossing is interpolated (KL ∝ γ² locally, so on a log-log line) and then verified.
     """
     curvature = kl_curvature(model, vector, calib, batch_size=batch_size)
     estimate = gamma_max_estimate(curvature, delta)
     base = estimate or 1.0
-    grid = [sign * base * f for f in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)]
+    grid = [sign * base * f for f in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)]
     kl = next_token_kl(model, vector, grid, calib, batch_size)
     ok = [g for g in grid if kl[g] <= delta]
     best = max(ok, key=abs, default=0.0)
