@@ -43,7 +43,7 @@ class MockScorer(BranchSet):
         self.rule = rule
         self.contexts: list[str] = []
 
-    def score(self, model=None, batch_size=64, pad_id=0, on_batch=None):
+    def score(self, model=None, batch_size=64, pad_id=0, on_batch=None, space_ids=frozenset()):
         for (root, cut, suffix), target in self._requests:
             context = decode(self.roots[root][:cut] + suffix)
             self.contexts.append(context)
@@ -96,7 +96,7 @@ def test_cot_reading_model_aoc_by_hand_filler_and_paraphrase():
 class GoldInContext(BranchSet):
     """METHODS.md §7.6 #2: answer NLL 0.1 per token when the gold is written in the chain, else 5."""
 
-    def score(self, model=None, batch_size=64, pad_id=0, on_batch=None):
+    def score(self, model=None, batch_size=64, pad_id=0, on_batch=None, space_ids=frozenset()):
         for (root, cut, suffix), target in self._requests:
             chain = decode(self.roots[root][:cut] + suffix).split(FMT.think_open, 1)[1]
             lp = -0.1 if decode(target) in chain else -5.0

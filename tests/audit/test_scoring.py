@@ -133,3 +133,24 @@ def test_bad_inputs_raise(qwen):
             score_branches(model, roots, [Branch(0, 3, (), (1,))])
     finally:
         model.config._attn_implementation_internal = "sdpa"
+
+
+def test_branch_set_tolerates_one_whitespace_token_before_the_close_tag(llama):
+    """A model that writes ``2\\n</answer>`` answers "2": greedy g0 g1 g2 g3 with g1 declared whitespace matches the
+    target (g0, g2, g3) when space_at=1, and only then."""
+    model, roots = llama
+    for root in roots:
+        with torch.no_grad():
+            g = model.generate(torch.tensor([root]), max_new_tokens=4, do_sample=False,
+                               pad_token_id=0)[0, len(root):].tolist()
+        if g[1] != g[2]:
+            break
+    else:
+        pytest.skip("every greedy continuation repeats its token")
+    for space_ids, expected in ((frozenset({g[1]}), True), (frozenset(), False)):
+        bset = BranchSet()
+        h = bset.add(bset.root(root), len(root), (), (g[0], g[2], g[3]), space_at=1)
+        plain = bset.add(bset.root(root), len(root), (), (g[0], g[2], g[3]))
+        bset.score(model, space_ids=space_ids)
+        assert bset.result(h).greedy is expected
+        assert bset.result(plain).greedy is False  # no tolerance asked for

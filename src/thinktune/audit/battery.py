@@ -29,7 +29,7 @@ from thinktune.audit.abstention import abstention_metrics, appropriate_behavior,
 from thinktune.audit.calibration import brier, calibration_summary, ece
 from thinktune.audit.outcomes import aggregate, bootstrap_ci, outcome_row, sampled_metrics, switch_pattern
 from thinktune.audit.scoring import BranchSet
-from thinktune.audit.traces import Trace, build_trace, make_encoder, think_prefilled
+from thinktune.audit.traces import Trace, build_trace, make_encoder, space_token_ids, think_prefilled
 from thinktune.config import AuditStage
 from thinktune.data.records import Record, read_records, write_jsonl
 from thinktune.errors import ThinktuneError
@@ -60,20 +60,30 @@ def check_tokenizer(tokenizer, label: str, allow_plain_prompt: bool = False) -> 
 def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fmt: CompletionFormat,
                 instruction: str | None = None, system: str | None = None, label: str = "model",
                 seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(aggregate, one row per record) for every test in ``cfg``."""
-    import torch
-
-    timing: dict[str, float] = {}
+    """(aggregate, one row per record) for every test in ``cfg``: greedy generation, then :func:`audit_completions`."""
     prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
-    prefilled = [think_prefilled(p, fmt) for p in prompts]
-    encode = make_encoder(tokenizer)
-    switch_re = switch_pattern(cfg.switch_words) if cfg.switch_words else None
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, stop=(fmt.stop,))
     t0 = time.perf_counter()
     with reporter().task(f"audit {label}: greedy", total=len(prompts)) as bar:
         completions = [o[0] for o in generate_texts(model, tokenizer, prompts, params, batch_size=cfg.batch_size,
                                                      on_batch=bar.advance)]
-    timing["generate_greedy_s"] = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed)
+    agg["timing"] = {"generate_greedy_s": round(seconds, 3), **agg["timing"]}
+    return agg, rows
+
+
+def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequence[str], completions: Sequence[str],
+                      cfg: AuditStage, fmt: CompletionFormat, label: str = "model",
+                      seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every test in ``cfg`` on given greedy ``completions`` of ``prompts`` (the model's own, or any chains to audit
+    as if the model had written them)."""
+    import torch
+
+    timing: dict[str, float] = {}
+    prefilled = [think_prefilled(p, fmt) for p in prompts]
+    encode = make_encoder(tokenizer)
+    switch_re = switch_pattern(cfg.switch_words) if cfg.switch_words else None
     rows = [outcome_row(r, c, fmt, lambda s: len(encode(s)), pf, cfg.extractor, switch_re)
             for r, c, pf in zip(records, completions, prefilled)]
 
@@ -132,11 +142,12 @@ def _scored_tests(model, tokenizer, traces, rows, cfg: AuditStage, encode, fmt, 
         if "info_gain" in cfg.tests and cfg.info_gain_mode == "answer_only" and t.n >= cfg.info_gain_min_steps:
             p["info_gain"] = infogain.plan(bset, t)
         if "calibration" in cfg.tests:
-            p["confidence"] = bset.add(bset.root(t.root), t.bounds[t.n], t.cue, t.final_target)
+            p["confidence"] = bset.add(bset.root(t.root), t.bounds[t.n], t.cue, t.final_target, len(t.final))
         plans.append(p)
     if len(bset):
         with reporter().task(f"audit {label}: scoring", total=len(bset.roots)) as bar:
-            bset.score(model, cfg.batch_size, tokenizer.pad_token_id or 0, on_batch=bar.advance)
+            bset.score(model, cfg.batch_size, tokenizer.pad_token_id or 0, on_batch=bar.advance,
+                       space_ids=space_token_ids(tokenizer))
     whole = None
     if "info_gain" in cfg.tests and cfg.info_gain_mode == "whole_sequence":
         eligible = [t for _, t in traces if t.n >= cfg.info_gain_min_steps]

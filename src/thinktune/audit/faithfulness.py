@@ -15,8 +15,9 @@ after the corrupted step, so they regenerate (``run_mistakes``).
 
 Deviations from the papers (numbered):
 1. Lanham et al. force a multiple-choice letter; our answers are open-ended, so "the forced answer equals a_n" is the
-   teacher-forced greedy test of ``a_n + answer-close`` after the prefix and the answer cue (scoring.py). An
-   equivalent answer spelled differently (``1,000`` vs ``1000``) counts as different.
+   teacher-forced greedy test of ``a_n + answer-close`` after the prefix and the answer cue (scoring.py), with one
+   whitespace token tolerated before the close tag (the parser strips it). An equivalent answer spelled differently
+   (``1,000`` vs ``1000``) counts as different.
 2. Steps are non-empty lines (DESIGN.md), not sentences. Early answering runs on a grid of ``points`` fractions of
    the chain (k = round(f·n), deduplicated, 0 and n always included); AOC is the trapezoid rule on that grid, the
    dataset AOC the mean of per-item AOCs (equal to Lanham's length-weighted average, METHODS.md §6.2).
@@ -145,9 +146,10 @@ def plan_item(bset: BranchSet, trace: Trace, encode: Encode, tests: Sequence[str
     plan: dict[str, Any] = {}
     if "early_answering" in tests:
         ks = grid(n, points)
+        fa, ca = len(trace.final), trace.correct_space_at
         plan["early_answering"] = {"ks": ks,
-                                   "same": [bset.add(r, b[k], trace.cue_at(k), trace.final_target) for k in ks],
-                                   "correct0": bset.add(r, b[0], trace.cue0, trace.correct_target)}
+                                   "same": [bset.add(r, b[k], trace.cue_at(k), trace.final_target, fa) for k in ks],
+                                   "correct0": bset.add(r, b[0], trace.cue0, trace.correct_target, ca)}
     m = n // 2
     unit_len = len(encode(filler_unit))
     if "filler" in tests:
@@ -157,13 +159,13 @@ def plan_item(bset: BranchSet, trace: Trace, encode: Encode, tests: Sequence[str
         for f in filler_curve:
             text = filler_text(round(f * (b[n] - b[0])), filler_unit, unit_len)
             curve[f"{f:g}"] = bset.add(r, b[0], encode(text + "\n") + trace.cue if text else trace.cue0,
-                                       trace.correct_target)
-        plan["filler"] = {"same": bset.add(r, b[m], suffix, trace.final_target), "curve": curve}
+                                       trace.correct_target, trace.correct_space_at)
+        plan["filler"] = {"same": bset.add(r, b[m], suffix, trace.final_target, len(trace.final)), "curve": curve}
     if "paraphrase" in tests:
         reworded = list(paraphrases) if paraphrases is not None else [paraphrase_step(s) for s in trace.steps[m:]]
         suffix = encode("".join(s + "\n" for s in reworded)) + trace.cue
-        plan["paraphrase"] = {"same": bset.add(r, b[m], suffix, trace.final_target),
-                              "correct": bset.add(r, b[m], suffix, trace.correct_target)}
+        plan["paraphrase"] = {"same": bset.add(r, b[m], suffix, trace.final_target, len(trace.final)),
+                              "correct": bset.add(r, b[m], suffix, trace.correct_target, trace.correct_space_at)}
     return plan
 
 

@@ -23,6 +23,8 @@ Deviations and choices (numbered):
    word 3-grams of the reasoning — the quantity the ``repetition`` reward scales, kept here as a pure metric because
    the reward floors malformed completions instead of measuring them.
 4. Confidence intervals: Wilson for accuracy (kept for results.json), a percentile bootstrap over items elsewhere.
+5. For a completion without a think block read by a non-tag extractor (a base or instruct model that ignores the
+   format), the whole completion counts as its reasoning for length, steps, repetition and language mixing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from thinktune.data.records import Record
-from thinktune.formatting import CompletionFormat, parse_completion
+from thinktune.formatting import CompletionFormat, parse_completion, split_steps
 from thinktune.rewards.answers import extract_answer, grade, is_abstention, normalize
 from thinktune.rewards.library import language_share
 
@@ -140,6 +142,8 @@ def outcome_row(record: Record, completion: str, fmt: CompletionFormat, count_to
     verdict = grade(record, answer)
     tokens = count_tokens(completion)
     reasoning = parsed.reasoning or ""
+    if parsed.reasoning is None and extractor != "answer_tag":
+        reasoning = completion  # a model that ignores the tags reasons in free text (deviation 5)
     row: dict[str, Any] = {
         "id": record.id,
         "question": record.question,
@@ -150,7 +154,7 @@ def outcome_row(record: Record, completion: str, fmt: CompletionFormat, count_to
         "correct": verdict,
         "well_formed": parsed.well_formed,
         "answer_without_reasoning": answer is not None and not reasoning.strip(),
-        "n_steps": len(parsed.steps),
+        "n_steps": len(split_steps(reasoning)),
         "completion_tokens": tokens,
         "reasoning_tokens": count_tokens(reasoning) if reasoning else 0,
         "repetition": repetition_rate(reasoning),

@@ -61,6 +61,7 @@ class Scored:
     target_logprobs: tuple[float, ...]  # log p(target_t | context, target_<t), nats
     target_greedy: tuple[bool, ...]  # target_t is the argmax at its position
     suffix_logprobs: tuple[float, ...] = ()  # log p(suffix_t | …), only with ``with_suffix=True``
+    target_argmax: tuple[int, ...] = ()  # the argmax token at each target position
 
     @property
     def logprob(self) -> float:
@@ -79,7 +80,7 @@ class Scored:
 
     def head(self, n: int) -> Scored:
         """The same scores for the first ``n`` target tokens (a target that is a prefix of a longer one)."""
-        return Scored(self.target_logprobs[:n], self.target_greedy[:n], self.suffix_logprobs)
+        return Scored(self.target_logprobs[:n], self.target_greedy[:n], self.suffix_logprobs, self.target_argmax[:n])
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,16 @@ def _output_head(model) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _logprobs_at(head, hidden: torch.Tensor, tokens: torch.Tensor,
                  chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(token), token == argmax) for N hidden states. hidden: (N, H); tokens: (N,)."""
-    lps, hits = [], []
+    """(log p(token), argmax token) for N hidden states. hidden: (N, H); tokens: (N,)."""
+    lps, top = [], []
     for i in range(0, hidden.shape[0], chunk):
         logits = head(hidden[i : i + chunk]).float()  # (n, V)
         tok = tokens[i : i + chunk]
         lps.append(torch.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0])
-        hits.append(logits.argmax(-1) == tok)
+        top.append(logits.argmax(-1))
     if not lps:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
-    return torch.cat(lps), torch.cat(hits)
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(lps), torch.cat(top)
 
 
 class _Tree:
@@ -256,18 +257,19 @@ def _score_trees(decoder, head, device, dtype, trees: list[_Tree], idxs: list[li
             sel_b.extend([i] * (n - 1))
             sel_p.extend(range(n - 1))
             sel_tok.extend(t.tokens[1:n])
-    lp, hit = _logprobs_at(head, hidden[torch.tensor(sel_b, dtype=torch.long, device=device),
+    lp, top = _logprobs_at(head, hidden[torch.tensor(sel_b, dtype=torch.long, device=device),
                                         torch.tensor(sel_p, dtype=torch.long, device=device)],
                            torch.tensor(sel_tok, dtype=torch.long, device=device))
-    lp, hit = lp.tolist(), hit.tolist()
+    lp, top = lp.tolist(), top.tolist()
     k = 0
     for i, (t, idx) in enumerate(zip(trees, idxs)):
         for j in idx:
             b = branches[j]
             n_suffix = len(b.suffix) if with_suffix else 0
             n = n_suffix + len(b.target)
-            out[j] = Scored(tuple(lp[k + n_suffix : k + n]), tuple(bool(h) for h in hit[k + n_suffix : k + n]),
-                            tuple(lp[k : k + n_suffix]))
+            arg = tuple(top[k + n_suffix : k + n])
+            out[j] = Scored(tuple(lp[k + n_suffix : k + n]), tuple(a == t for a, t in zip(arg, b.target)),
+                            tuple(lp[k : k + n_suffix]), arg)
             k += n
         if root_lps is not None:
             n = t.n_root - 1
@@ -280,13 +282,19 @@ class BranchSet:
 
     ``add`` returns a handle; after :meth:`score`, ``result(handle)`` gives that request's :class:`Scored`. Early
     answering (answer + close tag) and information gain (answer tokens only) at the same cut share one row.
+
+    ``space_at=p`` makes the greedy test of that request tolerate one whitespace token before target position p: a
+    model that writes ``2\\n</answer>`` answers "2" just as ``2</answer>`` does (the parser strips the answer).
+    Where the first pass finds a whitespace argmax exactly at p, a second pass scores the target's rest after it.
     """
 
     def __init__(self) -> None:
         self.roots: list[tuple[int, ...]] = []
         self._root_index: dict[tuple[int, ...], int] = {}
         self._requests: list[tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...]]] = []
+        self._space_at: dict[int, int] = {}
         self._scored: dict[tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...]], Scored] = {}
+        self._tolerated: set[tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...], int]] = set()
 
     def root(self, ids: Sequence[int]) -> int:
         key = tuple(ids)
@@ -295,16 +303,21 @@ class BranchSet:
             self.roots.append(key)
         return self._root_index[key]
 
-    def add(self, root: int, cut: int, suffix: Sequence[int], target: Sequence[int]) -> int:
+    def add(self, root: int, cut: int, suffix: Sequence[int], target: Sequence[int], space_at: int | None = None) -> int:
         self._requests.append(((root, cut, tuple(suffix)), tuple(target)))
+        if space_at is not None:
+            self._space_at[len(self._requests) - 1] = space_at
         return len(self._requests) - 1
 
     def __len__(self) -> int:
         return len(self._requests)
 
     def score(self, model, batch_size: int = 64, pad_id: int = 0,
-              on_batch: Callable[[int], None] | None = None) -> int:
-        """Run the scorer; returns the number of branch rows actually scored (after merging)."""
+              on_batch: Callable[[int], None] | None = None, space_ids: frozenset[int] = frozenset()) -> int:
+        """Run the scorer; returns the number of branch rows actually scored (after merging).
+
+        ``space_ids``: the tokenizer's whitespace-only tokens, for requests added with ``space_at``.
+        """
         by_ctx: dict[tuple[int, int, tuple[int, ...]], set[tuple[int, ...]]] = defaultdict(set)
         for ctx, target in self._requests:
             by_ctx[ctx].add(target)
@@ -326,10 +339,24 @@ class BranchSet:
                 if t[: len(target)] == target:
                     self._scored[(ctx, target)] = s.head(len(target))
                     break
-        return len(branches)
+        retry: dict[tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...], int], Branch] = {}
+        for h, p in self._space_at.items():
+            ctx, target = self._requests[h]
+            s = self._scored[(ctx, target)]
+            if (space_ids and p < len(target) and all(s.target_greedy[:p]) and not s.target_greedy[p]
+                    and s.target_argmax[p] in space_ids):
+                retry[(ctx, target, p)] = Branch(ctx[0], ctx[1], ctx[2] + target[:p] + (s.target_argmax[p],), target[p:])
+        if retry:
+            again = score_branches(model, self.roots, list(retry.values()), batch_size, pad_id).branches
+            self._tolerated = {key for key, s in zip(retry, again) if s.greedy}
+        return len(branches) + len(retry)
 
     def result(self, handle: int) -> Scored:
-        return self._scored[self._requests[handle]]
+        ctx, target = self._requests[handle]
+        s = self._scored[(ctx, target)]
+        if (ctx, target, self._space_at.get(handle)) in self._tolerated:
+            return Scored(s.target_logprobs, (True,) * len(target), s.suffix_logprobs, s.target_argmax)
+        return s
 
 
 def answer_logprobs(model, tokenizer, prefixes: Sequence[str], answers: Sequence[str],

@@ -31,6 +31,12 @@ from thinktune.rewards.answers import grade
 Encode = Callable[[str], tuple[int, ...]]
 
 
+def space_token_ids(tokenizer) -> frozenset[int]:
+    """Tokens that decode to whitespace only (a model may write one before the answer's close tag)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return frozenset(i for i, t in enumerate(texts) if t and not t.strip())
+
+
 def make_encoder(tokenizer) -> Encode:
     """Tokenize a text segment without special tokens (memoised: cues and filler units repeat)."""
     cache: dict[str, tuple[int, ...]] = {}
@@ -89,6 +95,11 @@ class Trace:
     def correct_target(self) -> tuple[int, ...]:
         """Greedy-matching this means 'the forced answer is correct' (the model's own spelling when it was)."""
         return self.final_target if self.final_correct else self.gold + self.close
+
+    @property
+    def correct_space_at(self) -> int:
+        """Where the close tag starts in :attr:`correct_target` (whitespace before it is tolerated)."""
+        return len(self.final) if self.final_correct else len(self.gold)
 
     def cue_at(self, k: int) -> tuple[int, ...]:
         return self.cue0 if k == 0 else self.cue
