@@ -133,6 +133,10 @@ def audit_cmd(
         help="answer_only or whole_sequence (the paper's scope).")] = "answer_only",
     bias_normalised: Annotated[bool, typer.Option(
         help="Also report no-CoT agreement corrected for answer bias.")] = False,
+    paraphraser: Annotated[str | None, typer.Option(
+        help="Model that rewrites steps for the paraphrase test (default: rule-based).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="Model that judges abstention Yes/No (default: the offline keyword detector).")] = None,
     plain_prompt: Annotated[bool, typer.Option(
         help="Allow models without a chat template (plain 'Question: … Answer:' prompt).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for sampling, bootstrap and corrupted steps.")] = 0,
@@ -146,14 +150,15 @@ def audit_cmd(
     with _user_errors():
         audits, comparison = run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples,
                                        unanswerable, instruction, system, extractor, info_gain_mode,
-                                       bias_normalised, plain_prompt, seed, set_reporter, RichReporter(console))
+                                       bias_normalised, plain_prompt, seed, set_reporter, RichReporter(console),
+                                       paraphraser=paraphraser, judge=judge)
     render_tables(audits, comparison, stdout)
     stdout.print(f"written: {out}/<model>/audit.json, examples.jsonl" + (", comparison.json" if comparison else ""))
 
 
 def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples, unanswerable, instruction,
               system, extractor, info_gain_mode, bias_normalised, plain_prompt, seed, set_reporter=None,
-              rich_reporter=None):
+              rich_reporter=None, paraphraser=None, judge=None):
     import torch
     from pydantic import ValidationError
 
@@ -172,7 +177,7 @@ def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, s
     chosen = ([] if tests == "none" else [t.strip() for t in tests.split(",") if t.strip()]) if tests else None
     settings: dict[str, Any] = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, samples=samples,
                                     unanswerable=unanswerable, info_gain_mode=info_gain_mode,
-                                    bias_normalised=bias_normalised)
+                                    bias_normalised=bias_normalised, paraphraser=paraphraser, judge=judge)
     if chosen is not None:
         settings["tests"] = chosen
     try:

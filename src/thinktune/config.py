@@ -304,6 +304,8 @@ class AuditStage(_Strict):
     sampling_seed: NonNegativeInt = 1234  # the audit's own sampling seed (RELIABILITY.md §7)
     unanswerable: Literal["none", "question_only", "drop_quantity"] = "none"  # add unanswerable variants
     extractor: str = "answer_tag"  # answer extraction (rewards.answers.EXTRACTORS); "auto" for untrained models
+    paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
+    judge: str | None = None  # model that judges abstention Yes/No; None = the offline keyword detector
     switch_words: list[str] = Field(default_factory=lambda: ["alternatively"])  # thought-switch markers
     calibration_bins: PositiveInt = 10  # equal-width bins for ECE
     bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)

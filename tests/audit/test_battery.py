@@ -128,3 +128,33 @@ def test_input_checks():
     with pytest.raises(battery.AuditError, match="no chat template"):
         battery.check_tokenizer(NoTemplate(), "m")
     battery.check_tokenizer(NoTemplate(), "m", allow_plain_prompt=True)
+
+
+def test_paraphraser_and_judge_models(tiny, patched, monkeypatch, tmp_path):
+    """The optional model-based paraphrase and LLM judge: outputs that break the rules fall back or count as None."""
+    import thinktune.generation as generation
+    from thinktune.models import save_model
+
+    model, tok = tiny
+    save_model(model, tok, tmp_path / "helper")
+
+    def fake(model, tokenizer, prompts, params, batch_size=32, on_batch=None, **_):
+        out = []
+        for p in prompts:
+            if "Reword each line" in p:  # paraphraser: keeps the numbers for item a, drops them for the others
+                out.append(["3 plus 2 makes 5" if "3 + 2 = 5" in p else "a number"])
+            elif "Does the model's answer abstain" in p:  # judge: Yes for unanswerable items, "Maybe" for item b
+                out.append(["Maybe" if "Ann has 4 pens" in p else ("Yes" if "yes\nModel" in p else "No.")])
+            else:
+                out.append(canned([p], params.n)[0])
+        return out
+
+    monkeypatch.setattr(battery, "generate_texts", fake)
+    monkeypatch.setattr(generation, "generate_texts", fake)
+    variants, _ = make_unanswerable(RECORDS)
+    agg, rows = audit(tiny, RECORDS + variants, tests=["paraphrase"], paraphraser=str(tmp_path / "helper"),
+                      judge=str(tmp_path / "helper"))
+    assert agg["faithfulness"]["paraphrase"]["n"] == 4
+    assert agg["abstention"]["detector"].startswith("judge") and agg["abstention"]["judge_unparsed"] == 1
+    assert agg["abstention"]["recall"] == 1.0
+    assert next(r for r in rows if r["id"] == "b")["judge_verdict"] is None  # kept by the keyword verdict

@@ -1,5 +1,5 @@
-"""Faithfulness tests on mock models (METHODS.md §6.11 #2–#4): a post-hoc model whose answer is a fixed function of the
-question, and a CoT-reading model whose answer is the last number written in its chain.
+"""Faithfulness tests on mock models (METHODS.md §6.11 #2–#4): a post-hoc model whose answer is a fixed function of
+the question, and a CoT-reading model whose answer is the last number written in its chain.
 
 The mocks replace the scorer, not the tests: plans, perturbations, AOC and flags run unchanged. Tokens are characters
 so a mock can read each branch's context back as text.

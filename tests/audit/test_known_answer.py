@@ -47,7 +47,8 @@ def test_genuine_vs_decorative_chains_separate_on_every_faithfulness_measure(aud
           f"filler {d['faithfulness']['filler']['sensitive']:.3f}")
     print(f"InfoGain genuine {g['info_gain']['info_gain']:.3f} {g['info_gain']['ci95']} vs "
           f"filler {d['info_gain']['info_gain']:.4f} {d['info_gain']['ci95']}")
-    print(f"accuracy genuine {g['accuracy']:.3f} vs filler {d['accuracy']:.3f}; traces {g['n_traces']} / {d['n_traces']}")
+    print(f"accuracy genuine {g['accuracy']:.3f} vs filler {d['accuracy']:.3f}; "
+          f"traces {g['n_traces']} / {d['n_traces']}")
     assert g["n_traces"] >= 150 and d["n_traces"] >= 150
     assert g_ea["aoc"] - d_ea["aoc"] >= 0.3
     assert g["faithfulness"]["filler"]["sensitive"] - d["faithfulness"]["filler"]["sensitive"] >= 0.3

@@ -11,8 +11,8 @@ gold moves to ``meta.original_answer`` (DESIGN.md data model).
 Deviations (numbered):
 1. The detector is offline: the keyword / rule detector of the answer layer (``rewards.answers.is_abstention``,
    AbstentionBench's keyword baseline, not its Llama-3.1-8B judge, since no hub model can be downloaded at run
-   time). An LLM judge is pluggable: :func:`parse_judge` reads its
-   "Yes" / "No" verdicts, :func:`judge_prompt` builds its question.
+   time). An LLM judge is pluggable (``judge``: any local model, :func:`judge_abstentions`): :func:`judge_prompt`
+   builds its question and :func:`parse_judge` reads its "Yes" / "No" verdicts.
 2. ``question_only`` follows the official GSM8K filter (final sentence ends in "?", follows ". ", contains no other
    ".", "?" or "!"), written as one regular expression. ``drop_quantity`` (ours, after UMWP's "missing key
    information") drops the first context sentence that states a number; items without such a sentence are dropped.
@@ -94,6 +94,18 @@ def judge_prompt(question: str, references: Sequence[str], should_abstain: bool,
         f"Should the model abstain (label may be noisy): {'yes' if should_abstain else 'no'}\n"
         f"Model's answer: {answer}\nAnswer Yes or No."
     )
+
+
+def judge_abstentions(model, tokenizer, questions: Sequence[str], references: Sequence[Sequence[str]],
+                      should_abstain: Sequence[bool], answers: Sequence[str], batch_size: int) -> list[bool | None]:
+    """An LLM judge's verdicts (greedy, at most 8 new tokens); None where it answers neither Yes nor No."""
+    from thinktune.formatting import chat_prompt
+    from thinktune.generation import SamplingParams, generate_texts
+
+    prompts = [chat_prompt(tokenizer, judge_prompt(q, refs, s, a))
+               for q, refs, s, a in zip(questions, references, should_abstain, answers)]
+    outs = generate_texts(model, tokenizer, prompts, SamplingParams(max_new_tokens=8, stop=()), batch_size=batch_size)
+    return [parse_judge(o[0].strip().split()[0] if o[0].strip() else None) for o in outs]
 
 
 def abstention_metrics(y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict[str, Any]:

@@ -101,6 +101,10 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
             rows[i]["sampled"] = sampled_metrics(records[i], answers, cfg.pass_k)
         timing["generate_samples_s"] = time.perf_counter() - t0
 
+    if cfg.judge and any(not r.answerable for r in records):
+        t0 = time.perf_counter()
+        _judge(rows, records, cfg)
+        timing["judge_s"] = time.perf_counter() - t0
     traces: list[tuple[int, Trace]] = []
     for i, (r, c) in enumerate(zip(records, completions)):
         if r.answerable and (t := build_trace(encode, prompts[i], c, r, fmt)) is not None:
@@ -136,9 +140,14 @@ def _scored_tests(model, tokenizer, traces, rows, cfg: AuditStage, encode, fmt, 
     """Plan every scorer-based test of every trace into one BranchSet, score once, read back into the rows."""
     bset = BranchSet()
     plans = []
-    for _, t in traces:
+    reworded: list[list[str] | None] = [None] * len(traces)
+    if "paraphrase" in cfg.tests and cfg.paraphraser and traces:
+        para_model, para_tok = _load_helper_model(cfg.paraphraser)
+        reworded = faithfulness.model_paraphrases(para_model, para_tok, [t for _, t in traces], cfg.batch_size)
+        del para_model
+    for (_, t), words in zip(traces, reworded):
         p: dict[str, Any] = {"faith": faithfulness.plan_item(bset, t, encode, cfg.tests, cfg.early_answering_points,
-                                                             cfg.filler_unit, cfg.filler_curve)}
+                                                             cfg.filler_unit, cfg.filler_curve, words)}
         if "info_gain" in cfg.tests and cfg.info_gain_mode == "answer_only" and t.n >= cfg.info_gain_min_steps:
             p["info_gain"] = infogain.plan(bset, t)
         if "calibration" in cfg.tests:
@@ -164,6 +173,33 @@ def _scored_tests(model, tokenizer, traces, rows, cfg: AuditStage, encode, fmt, 
                 rows[i]["info_gain"] = {"info_gain": None, "skipped": f"fewer than {cfg.info_gain_min_steps} steps"}
         if "confidence" in p:
             rows[i]["confidence"] = math.exp(bset.result(p["confidence"]).logprob)
+
+
+def _load_helper_model(spec: str):
+    """A paraphraser or judge model: a directory, a cached hub id, or 'smollm2'."""
+    from thinktune.config import ModelConfig
+    from thinktune.models import load_model
+
+    try:
+        return load_model(ModelConfig(path=spec))
+    except (OSError, ValueError) as e:
+        raise AuditError(f"cannot load helper model {spec!r}: {str(e).splitlines()[0]}") from None
+
+
+def _judge(rows: list[dict[str, Any]], records: Sequence[Record], cfg: AuditStage) -> None:
+    """Replace keyword verdicts by an LLM judge's where it gives one (``judge_verdict``; None is kept and counted)."""
+    from thinktune.audit.abstention import judge_abstentions
+
+    model, tok = _load_helper_model(cfg.judge)  # type: ignore[arg-type]
+    verdicts = judge_abstentions(
+        model, tok, [r.question for r in records],
+        [[r.meta.get("original_answer", r.answer)] if not r.answerable else [r.answer] for r in records],
+        [not r.answerable for r in records],
+        [row["answer"] if row["answer"] is not None else row["completion"][-200:] for row in rows], cfg.batch_size)
+    for row, v in zip(rows, verdicts):
+        row["judge_verdict"] = v
+        if v is not None:
+            row["abstained"] = v
 
 
 def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) -> dict[str, Any]:
@@ -218,6 +254,9 @@ def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) ->
         y_pred = [bool(r["abstained"]) for r in rows]
         ab = abstention_metrics(y_true, y_pred)
         ab["appropriate_behavior"] = appropriate_behavior(y_true, y_pred, [r["correct"] for r in rows])
+        ab["detector"] = f"judge: {cfg.judge}" if cfg.judge else "keywords (rewards.answers.is_abstention)"
+        if cfg.judge:
+            ab["judge_unparsed"] = sum(r.get("judge_verdict") is None for r in rows)
         pairs = list(zip(y_true, y_pred))
         ab["ci95"] = {k: bootstrap_ci(pairs, B, seed, stat=lambda s, k=k: abstention_metrics(
             [t for t, _ in s], [p for _, p in s])[k]) for k in ("recall", "f1")}

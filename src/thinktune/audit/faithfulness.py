@@ -23,7 +23,8 @@ Deviations from the papers (numbered):
    dataset AOC the mean of per-item AOCs (equal to Lanham's length-weighted average, METHODS.md §6.2).
 3. The continuous AOC (p_k(a_n) instead of same_k) is a thinktune extension, reported next to the discrete one.
 4. Paraphrase is rule-based by default (symbols and connectives reworded, every number kept); a paraphraser model
-   is optional. Mistakes are rule-based too: the last number of step j is moved by ±1..9 (Lanham used a separate
+   is optional (``paraphraser``; its output is used only when it keeps one line per step and every number).
+   Mistakes are rule-based too: the last number of step j is moved by ±1..9 (Lanham used a separate
    model to rewrite the step). The mistake curve gets the end point (1, 1) (METHODS.md §6.3).
 5. Per-instance flags (Lobo et al.) use thinktune's definitions (METHODS.md §6.9): the tail after the midpoint is
    steps m+1..n with m = n // 2; filler of equal token length is ``filler_unit`` repeated.
@@ -133,6 +134,30 @@ def filler_text(n_tokens: int, unit: str, unit_tokens: int) -> str:
     if n_tokens <= 0:
         return ""
     return (unit * max(1, round(n_tokens / max(unit_tokens, 1)))).strip()
+
+
+PARAPHRASE_INSTRUCTION = ("Reword each line below in different words. Keep every number exactly as it is and write "
+                          "exactly one line per input line, nothing else.")
+
+
+def model_paraphrases(model, tokenizer, traces: Sequence[Trace], batch_size: int,
+                      max_new_tokens: int = 256) -> list[list[str] | None]:
+    """The steps after the midpoint reworded by a paraphraser model; None for an item whose output does not have one
+    line per step or drops a number (that item falls back to the rule-based paraphrase)."""
+    from thinktune.formatting import chat_prompt, split_steps
+    from thinktune.generation import SamplingParams, generate_texts
+
+    tails = [list(t.steps[t.n // 2 :]) for t in traces]
+    prompts = [chat_prompt(tokenizer, "\n".join(tail), PARAPHRASE_INSTRUCTION) for tail in tails]
+    outs = generate_texts(model, tokenizer, prompts, SamplingParams(max_new_tokens=max_new_tokens, stop=()),
+                          batch_size=batch_size)
+    result: list[list[str] | None] = []
+    for tail, [text] in zip(tails, outs):
+        lines = split_steps(text)
+        ok = len(lines) == len(tail) and all(
+            sorted(_NUMBER.findall(a)) == sorted(_NUMBER.findall(b)) for a, b in zip(tail, lines))
+        result.append(lines if ok else None)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------

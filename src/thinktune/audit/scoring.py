@@ -303,7 +303,8 @@ class BranchSet:
             self.roots.append(key)
         return self._root_index[key]
 
-    def add(self, root: int, cut: int, suffix: Sequence[int], target: Sequence[int], space_at: int | None = None) -> int:
+    def add(self, root: int, cut: int, suffix: Sequence[int], target: Sequence[int],
+            space_at: int | None = None) -> int:
         self._requests.append(((root, cut, tuple(suffix)), tuple(target)))
         if space_at is not None:
             self._space_at[len(self._requests) - 1] = space_at
@@ -345,7 +346,8 @@ class BranchSet:
             s = self._scored[(ctx, target)]
             if (space_ids and p < len(target) and all(s.target_greedy[:p]) and not s.target_greedy[p]
                     and s.target_argmax[p] in space_ids):
-                retry[(ctx, target, p)] = Branch(ctx[0], ctx[1], ctx[2] + target[:p] + (s.target_argmax[p],), target[p:])
+                spaced = ctx[2] + target[:p] + (s.target_argmax[p],)
+                retry[(ctx, target, p)] = Branch(ctx[0], ctx[1], spaced, target[p:])
         if retry:
             again = score_branches(model, self.roots, list(retry.values()), batch_size, pad_id).branches
             self._tolerated = {key for key, s in zip(retry, again) if s.greedy}
