@@ -133,6 +133,7 @@ def audit_cmd(
         help="answer_only or whole_sequence (the paper's scope).")] = "answer_only",
     bias_normalised: Annotated[bool, typer.Option(
         help="Also report no-CoT agreement corrected for answer bias.")] = False,
+    backend: Annotated[str, typer.Option(help="Generation backend: hf, or vllm (optional, GPU).")] = "hf",
     paraphraser: Annotated[str | None, typer.Option(
         help="Model that rewrites steps for the paraphrase test (default: rule-based).")] = None,
     judge: Annotated[str | None, typer.Option(
@@ -151,14 +152,14 @@ def audit_cmd(
         audits, comparison = run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples,
                                        unanswerable, instruction, system, extractor, info_gain_mode,
                                        bias_normalised, plain_prompt, seed, set_reporter, RichReporter(console),
-                                       paraphraser=paraphraser, judge=judge)
+                                       paraphraser=paraphraser, judge=judge, backend=backend)
     render_tables(audits, comparison, stdout)
     stdout.print(f"written: {out}/<model>/audit.json, examples.jsonl" + (", comparison.json" if comparison else ""))
 
 
 def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples, unanswerable, instruction,
               system, extractor, info_gain_mode, bias_normalised, plain_prompt, seed, set_reporter=None,
-              rich_reporter=None, paraphraser=None, judge=None):
+              rich_reporter=None, paraphraser=None, judge=None, backend="hf"):
     import torch
     from pydantic import ValidationError
 
@@ -177,7 +178,8 @@ def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, s
     chosen = ([] if tests == "none" else [t.strip() for t in tests.split(",") if t.strip()]) if tests else None
     settings: dict[str, Any] = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, samples=samples,
                                     unanswerable=unanswerable, info_gain_mode=info_gain_mode,
-                                    bias_normalised=bias_normalised, paraphraser=paraphraser, judge=judge)
+                                    bias_normalised=bias_normalised, paraphraser=paraphraser, judge=judge,
+                                    backend=backend)
     if chosen is not None:
         settings["tests"] = chosen
     try:
@@ -198,7 +200,8 @@ def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, s
             cfg = base_cfg.model_copy(update={"extractor": extractor or ("answer_tag" if instr is None else "auto"),
                                               "sampling_seed": seed})
             torch.manual_seed(seed)
-            agg, rows = audit_model(model, tok, records, cfg, DEFAULT_FORMAT, instr, system, label=label, seed=seed)
+            agg, rows = audit_model(model, tok, records, cfg, DEFAULT_FORMAT, instr, system, label=label, seed=seed,
+                                    model_path=None if spec == "smollm2" else spec)
             agg["source"] = {"model": spec, "data": str(data), "instruction": instr, "extractor": cfg.extractor}
             if variant_counts:
                 agg["unanswerable_variants"] = variant_counts

@@ -287,6 +287,7 @@ class AuditStage(_Strict):
     max_items: PositiveInt | None = None  # evaluate on the first N held-out records (None = all)
     max_new_tokens: PositiveInt = 256  # generation cap per item
     batch_size: PositiveInt = 64  # prompts per generate() call; roots per prefix-cached scoring pass
+    backend: Literal["hf", "vllm"] = "hf"  # generation backend; vllm (optional, GPU) loads full weights from disk
     tests: list[Literal["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"]] = Field(
         default_factory=lambda: ["early_answering", "filler", "info_gain", "calibration"]
     )  # scorer-based tests are cheap; paraphrase is scored too; mistakes regenerate after each corrupted step

@@ -87,3 +87,30 @@ def generate_texts(
     finally:
         model.train(was_training)
     return out
+
+
+_VLLM_ENGINES: dict[str, object] = {}
+
+
+def generate_texts_vllm(model_path: str, prompts: Sequence[str], params: SamplingParams = SamplingParams(),
+                        seed: int = 0) -> list[list[str]]:
+    """The same contract as :func:`generate_texts` on vLLM (optional backend; GPU, ``pip install vllm``).
+
+    vLLM loads the model from ``model_path`` itself (full weights; merge adapters first). The engine is kept per path
+    for the process; ``seed`` goes with each request. Stop strings stay in the output so the one parser sees the tag.
+    """
+    try:
+        import vllm
+    except ImportError:
+        raise ImportError("the vLLM backend needs vllm (pip install vllm, on a machine with a GPU)") from None
+    if params.n > 1 and not params.do_sample:
+        raise ValueError("n > 1 samples per prompt needs do_sample=True")
+    key = str(model_path)
+    if key not in _VLLM_ENGINES:
+        _VLLM_ENGINES[key] = vllm.LLM(model=str(model_path), seed=seed)
+    llm = _VLLM_ENGINES[key]
+    sp = vllm.SamplingParams(n=params.n, temperature=params.temperature if params.do_sample else 0.0,
+                             top_p=params.top_p if params.do_sample else 1.0, max_tokens=params.max_new_tokens,
+                             stop=list(params.stop) or None, include_stop_str_in_output=True, seed=seed)
+    outs = llm.generate(list(prompts), sp)  # type: ignore[attr-defined]
+    return [[trim_at_stop(o.text, params.stop) for o in out.outputs] for out in outs]

@@ -158,3 +158,35 @@ def test_paraphraser_and_judge_models(tiny, patched, monkeypatch, tmp_path):
     assert agg["abstention"]["detector"].startswith("judge") and agg["abstention"]["judge_unparsed"] == 1
     assert agg["abstention"]["recall"] == 1.0
     assert next(r for r in rows if r["id"] == "b")["judge_verdict"] is None  # kept by the keyword verdict
+
+
+def test_vllm_backend_wiring_and_missing_package(tiny, monkeypatch):
+    """vLLM is optional: without it a clear error; with it (a stand-in module here) greedy and sampled generation go
+    through ``vllm.LLM.generate`` with the close tag kept and the seed passed."""
+    import sys
+    import types
+
+    model, tok = tiny
+    cfg = AuditStage(backend="vllm", bootstrap=0, tests=[], samples=2, pass_k=[1])
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import fails
+    with pytest.raises(battery.AuditError, match="pip install vllm"):
+        battery.audit_model(model, tok, RECORDS, cfg, DEFAULT_FORMAT, model_path="m")
+    with pytest.raises(battery.AuditError, match="directory"):
+        battery.audit_model(model, tok, RECORDS, cfg, DEFAULT_FORMAT)
+
+    calls = []
+
+    class LLM:
+        def __init__(self, model, seed):
+            calls.append(("init", model, seed))
+
+        def generate(self, prompts, sp):
+            calls.append(("generate", sp.n, sp.temperature, sp.include_stop_str_in_output))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t + " trailing") for t in texts])
+                    for texts in canned(prompts, sp.n)]
+
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw))
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    agg, rows = battery.audit_model(model, tok, RECORDS, cfg, DEFAULT_FORMAT, model_path="m", seed=3)
+    assert agg["accuracy"] == 0.75 and agg["format_rate"] == 1.0  # text after the close tag trimmed
+    assert ("init", "m", 3) in calls and ("generate", 1, 0.0, True) in calls and ("generate", 2, 0.6, True) in calls

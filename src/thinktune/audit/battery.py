@@ -57,25 +57,44 @@ def check_tokenizer(tokenizer, label: str, allow_plain_prompt: bool = False) -> 
                          "'Question: … Answer:' prompt instead")
 
 
+def _generate(model, tokenizer, prompts: Sequence[str], params: SamplingParams, cfg: AuditStage, batch_size: int,
+              model_path: str | None, seed: int, on_batch) -> list[list[str]]:
+    """HF ``generate`` (default) or the optional vLLM backend, which loads the model from ``model_path``."""
+    if cfg.backend == "vllm":
+        from thinktune.generation import generate_texts_vllm
+
+        if model_path is None:
+            raise AuditError("backend vllm needs the model's directory (vLLM loads the weights itself)")
+        try:
+            outs = generate_texts_vllm(model_path, prompts, params, seed)
+        except ImportError as e:
+            raise AuditError(str(e)) from None
+        on_batch(len(prompts))
+        return outs
+    return generate_texts(model, tokenizer, prompts, params, batch_size=batch_size, on_batch=on_batch)
+
+
 def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fmt: CompletionFormat,
                 instruction: str | None = None, system: str | None = None, label: str = "model",
-                seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(aggregate, one row per record) for every test in ``cfg``: greedy generation, then :func:`audit_completions`."""
+                seed: int = 0, model_path: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(aggregate, one row per record) for every test in ``cfg``: greedy generation, then :func:`audit_completions`.
+
+    ``model_path`` is needed only by the vLLM backend."""
     prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, stop=(fmt.stop,))
     t0 = time.perf_counter()
     with reporter().task(f"audit {label}: greedy", total=len(prompts)) as bar:
-        completions = [o[0] for o in generate_texts(model, tokenizer, prompts, params, batch_size=cfg.batch_size,
-                                                     on_batch=bar.advance)]
+        completions = [o[0] for o in _generate(model, tokenizer, prompts, params, cfg, cfg.batch_size, model_path,
+                                               seed, bar.advance)]
     seconds = time.perf_counter() - t0
-    agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed)
+    agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed, model_path)
     agg["timing"] = {"generate_greedy_s": round(seconds, 3), **agg["timing"]}
     return agg, rows
 
 
 def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequence[str], completions: Sequence[str],
-                      cfg: AuditStage, fmt: CompletionFormat, label: str = "model",
-                      seed: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      cfg: AuditStage, fmt: CompletionFormat, label: str = "model", seed: int = 0,
+                      model_path: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every test in ``cfg`` on given greedy ``completions`` of ``prompts`` (the model's own, or any chains to audit
     as if the model had written them)."""
     import torch
@@ -94,8 +113,8 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
                             top_p=cfg.top_p, n=cfg.samples, stop=(fmt.stop,))
         answerable = [i for i, r in enumerate(records) if r.answerable]
         with reporter().task(f"audit {label}: {cfg.samples} samples", total=len(answerable)) as bar:
-            outs = generate_texts(model, tokenizer, [prompts[i] for i in answerable], sp,
-                                  batch_size=max(1, cfg.batch_size // cfg.samples), on_batch=bar.advance)
+            outs = _generate(model, tokenizer, [prompts[i] for i in answerable], sp, cfg,
+                             max(1, cfg.batch_size // cfg.samples), model_path, cfg.sampling_seed, bar.advance)
         for i, texts in zip(answerable, outs):
             answers = [extract_answer(t, fmt, prefilled[i], extractor=cfg.extractor) for t in texts]
             rows[i]["sampled"] = sampled_metrics(records[i], answers, cfg.pass_k)
@@ -372,7 +391,7 @@ def run(run, resume: bool) -> dict[str, Any]:
         model, tokenizer = load_stage_output(run.output_path(stage), recipe.model)
         check_records(records, "data/eval.jsonl")  # a model without a chat template was trained on the plain prompt
         agg, rows = audit_model(model, tokenizer, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
-                                label=stage, seed=recipe.seed)
+                                label=stage, seed=recipe.seed, model_path=str(run.output_path(stage)))
         if variant_counts:
             agg["unanswerable_variants"] = variant_counts
         write_audit(tmp / stage, agg, rows)
