@@ -2,7 +2,8 @@
 model of a run (base, sft, grpo, …) on the same held-out items.
 
 Per model (:func:`audit_model`):
-1. greedy generation → outcome metrics (audit/outcomes.py); optional sampling → pass@k, maj@k;
+1. greedy generation (HF ``generate``, or the optional vLLM backend) → outcome metrics (audit/outcomes.py);
+   optional sampling → pass@k, maj@k; :func:`audit_completions` runs steps 2–4 on completions given to it;
 2. each answerable item's greedy chain becomes a trace (audit/traces.py); early answering, filler, paraphrase,
    information gain and calibration add branches to one :class:`~thinktune.audit.scoring.BranchSet` and are scored in
    one prefix-cached pass (audit/scoring.py) — no regeneration;
@@ -234,8 +235,7 @@ def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) ->
         ci["truncation_sensitive"] = bootstrap_ci([float(e["truncation_sensitive"]) for e in ea], B, seed)
         pairs = [(e["answer_with_cot"], e["answer_without_cot"]) for e in ea if "answer_without_cot" in e]
         if pairs:
-            raw, norm = faithfulness.chance_corrected_agreement([a for a, _ in pairs], [b for _, b in pairs])
-            faith["early_answering"]["no_cot_agreement"] = raw
+            _, norm = faithfulness.chance_corrected_agreement([a for a, _ in pairs], [b for _, b in pairs])
             faith["early_answering"]["no_cot_agreement_normalised"] = norm
     if "filler" in faith:
         ci["filler_sensitive"] = bootstrap_ci([float(f["filler"]["sensitive"]) for f in faith_items if "filler" in f],
@@ -292,7 +292,8 @@ HEADLINE = (  # (label, path in audit.json, format)
     ("maj@n", ("sampling", "maj@n"), "pct"),
     ("early-answering AOC", ("faithfulness", "early_answering", "aoc"), "num"),
     ("truncation-sensitive", ("faithfulness", "early_answering", "truncation_sensitive"), "pct"),
-    ("no-CoT agreement (normalised)", ("faithfulness", "early_answering", "no_cot_agreement_normalised"), "num"),
+    ("no-CoT agreement", ("faithfulness", "early_answering", "no_cot_agreement"), "pct"),
+    ("no-CoT agreement (bias-normalised)", ("faithfulness", "early_answering", "no_cot_agreement_normalised"), "num"),
     ("filler-sensitive", ("faithfulness", "filler", "sensitive"), "pct"),
     ("paraphrase-invariant", ("faithfulness", "paraphrase", "invariant"), "pct"),
     ("mistakes AOC", ("faithfulness", "mistakes", "aoc"), "num"),

@@ -304,6 +304,7 @@ def summarize(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "truncation_sensitive": mean(e["truncation_sensitive"] for e in ea),
             "decided_at": mean(e["decided_at"] for e in ea),
             "accuracy_without_cot": mean(e["correct_without_cot"] for e in ea),
+            "no_cot_agreement": mean(e["same"][0] for e in ea),  # Lanham: answer without CoT = answer with CoT
             "greedy_matches_full_chain": mean(e["greedy_matches_full_chain"] for e in ea),
         }
     fi = [it["filler"] for it in items if "filler" in it]
