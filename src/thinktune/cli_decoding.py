@@ -60,10 +60,12 @@ def _model(spec: str, instruction: str, extractor: str | None):
     return model, tok, chosen, extractor or ("answer_tag" if trained else "auto")
 
 
-def _records(path: Path, n: int | None, strip_calculator: bool = True):
+def _records(path: Path, n: int | None, strip_calculator: bool = True, offset: int = 0):
     from thinktune.data.sources import SourceSpec, load_records
 
-    records, _ = load_records(SourceSpec(path=str(path), format="auto", limit=n, strip_calculator=strip_calculator))
+    limit = None if n is None else n + offset
+    records, _ = load_records(SourceSpec(path=str(path), format="auto", limit=limit, strip_calculator=strip_calculator))
+    records = records[offset:]
     if not records:
         from thinktune.errors import ThinktuneError
 
@@ -179,6 +181,7 @@ def tip_compare_cmd(
     model: ModelArg,
     data: DataOpt,
     n: NOpt = 400,
+    offset: Annotated[int, typer.Option(help="Skip the first OFFSET items (to extend an earlier run).")] = 0,
     words: WordsOpt = "alternatively",
     alpha: AlphaOpt = 3.0,
     beta: BetaOpt = 600,
@@ -210,13 +213,13 @@ def tip_compare_cmd(
 
             m, tok, instr, extr = _model(model, instruction, extractor)
             cfg = TipConfig(words=[w.strip() for w in words.split(",") if w.strip()], alpha=alpha, beta=beta)
-            es = EvalSet.build(tok, _records(data, n), instr)
+            es = EvalSet.build(tok, _records(data, n, offset=offset), instr)
             params = SamplingParams(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                     temperature=temperature or 1.0, top_p=top_p)
             res = compare_tip(m, tok, es, cfg, params, extractor=extr, batch_size=batch_size, seed=seed)
     finally:
         set_reporter(prev)
-    res.update(model=model, data=str(data), instruction=instr, extractor=extr,
+    res.update(model=model, data=str(data), offset=offset, instruction=instr, extractor=extr,
                seconds=round(time.perf_counter() - t0, 1))
     out.print(_variant_table(f"TIP α={alpha} β={beta} on the {res['n_items_with_switch']} of {res['n_items']} items "
                              f"that switch ({', '.join(cfg.words)})",

@@ -28,6 +28,8 @@ Design (numbered):
    answer for a well-formed completion; text without a think block is all ``content``. Streamed deltas
    concatenate to the same two strings (tags and stop strings that are still incomplete are held back).
 5. No ``n > 1``, tools, logprobs or response formats: such requests are refused with 400, never ignored.
+6. Sampling follows OpenAI's defaults: a request without ``temperature`` samples at T = 1; ``temperature: 0`` is
+   greedy. A sampled request with a ``seed`` is reproducible (it runs alone, after ``torch.manual_seed``).
 """
 
 from __future__ import annotations
