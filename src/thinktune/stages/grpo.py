@@ -20,7 +20,6 @@ so TRL's "adapter disabled" reference is exactly this stage's input model.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from thinktune.config import GRPOStage
@@ -33,22 +32,15 @@ from thinktune.io import atomic_write_json
 from thinktune.rewards.probes import audit_rewards
 from thinktune.rewards.runner import RewardRunner
 from thinktune.run import Run
-from thinktune.stages.callbacks import (
-    CommitCheckpoints,
-    HeldOutAccuracy,
-    MetricsLog,
-    ProgressBar,
-    latest_committed,
-    remove_uncommitted,
-)
+from thinktune.stages.callbacks import HeldOutAccuracy
 from thinktune.stages.setup import (
     device_args,
     peft_config,
-    save_final,
     seed_everything,
+    stage_callbacks,
+    train_resumable,
     trl_passthrough,
     world_size,
-    write_effective_config,
 )
 
 log = logging.getLogger(__name__)
@@ -123,7 +115,6 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
 
 
 def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume):
-    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     recipe = run.recipe
@@ -154,8 +145,7 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         **device_args(),
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
-    callbacks = [CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
-                 ProgressBar("grpo")]
+    callbacks = stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints)
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
@@ -169,23 +159,5 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
         callbacks=callbacks,
     )
-    trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
-    write_effective_config(stage_dir, trainer.args)
-
-    removed = remove_uncommitted(stage_dir)
-    if removed:
-        reporter().note(f"[grpo] discarded {len(removed)} uncommitted checkpoint(s)")
-    ckpt = latest_committed(stage_dir) if resume else None
-    if ckpt is not None:
-        reporter().note(f"[grpo] resuming from {ckpt.name}")
-    t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    save_final(trainer.model, tokenizer, stage_dir, input_final)
-    return {
-        "train_loss": round(float(out.training_loss), 4),
-        "steps": trainer.state.global_step,
-        "prompts": len(dataset),
-        "reward_outcomes": {k: dict(v) for k, v in rewards.counts.items()},
-        "resumed_from": ckpt.name if ckpt else None,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-    }
+    result = train_resumable(trainer, tokenizer, "grpo", stage_dir, resume, input_final)
+    return {**result, "prompts": len(dataset), "reward_outcomes": {k: dict(v) for k, v in rewards.counts.items()}}

@@ -81,3 +81,44 @@ def peft_config(lora) -> Any:
 
     return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                           target_modules=lora.target_modules, task_type="CAUSAL_LM")
+
+
+def stage_callbacks(stage: str, stage_dir: Path, keep: int) -> list:
+    """Callbacks every training stage installs: committed checkpoints, metrics.jsonl, progress bar."""
+    from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar
+
+    return [CommitCheckpoints(stage_dir, keep), MetricsLog(stage_dir / "metrics.jsonl"), ProgressBar(stage)]
+
+
+def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: bool,
+                    input_final: Path | None) -> dict[str, Any]:
+    """Train (resuming from the latest *committed* checkpoint when asked) and write ``final/``.
+
+    Checkpoints without a commit marker are torn writes from a killed save: deleted, never loaded
+    (RELIABILITY.md §2). Returns the stage result fields every training stage reports.
+    """
+    import time
+
+    from transformers.trainer_callback import PrinterCallback
+
+    from thinktune.progress import reporter
+    from thinktune.stages.callbacks import latest_committed, remove_uncommitted
+
+    trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
+    write_effective_config(stage_dir, trainer.args)
+    removed = remove_uncommitted(stage_dir)
+    if removed:
+        reporter().note(f"[{stage}] discarded {len(removed)} uncommitted checkpoint(s): "
+                        f"{', '.join(p.name for p in removed)}")
+    ckpt = latest_committed(stage_dir) if resume else None
+    if ckpt is not None:
+        reporter().note(f"[{stage}] resuming from {ckpt.name}")
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    save_final(trainer.model, tokenizer, stage_dir, input_final)
+    return {
+        "train_loss": round(float(out.training_loss), 4),
+        "steps": trainer.state.global_step,
+        "resumed_from": ckpt.name if ckpt else None,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }

@@ -16,7 +16,6 @@ Deviations from a plain ``SFTTrainer`` run:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from thinktune.config import Recipe, SFTStage
@@ -24,24 +23,16 @@ from thinktune.data.records import Record, read_records
 from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt, render
 from thinktune.models import load_stage_output
-from thinktune.progress import reporter
 from thinktune.run import Run
-from thinktune.stages.callbacks import (
-    CommitCheckpoints,
-    HeldOutAccuracy,
-    MetricsLog,
-    ProgressBar,
-    latest_committed,
-    remove_uncommitted,
-)
+from thinktune.stages.callbacks import HeldOutAccuracy
 from thinktune.stages.setup import (
     device_args,
     peft_config,
-    save_final,
     seed_everything,
+    stage_callbacks,
+    train_resumable,
     trl_passthrough,
     world_size,
-    write_effective_config,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +73,6 @@ def build_dataset(records: list[Record], tokenizer, recipe: Recipe, cfg: SFTStag
 
 
 def run(run: Run, resume: bool) -> dict[str, Any]:
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     recipe, cfg = run.recipe, run.recipe.sft
@@ -127,8 +117,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         **device_args(),
     }
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
-    callbacks = [CommitCheckpoints(stage_dir, cfg.keep_checkpoints), MetricsLog(stage_dir / "metrics.jsonl"),
-                 ProgressBar("sft")]
+    callbacks = stage_callbacks("sft", stage_dir, cfg.keep_checkpoints)
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         max_new = recipe.audit.max_new_tokens if recipe.audit else 256
@@ -143,24 +132,5 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
         callbacks=callbacks,
     )
-    trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
-    write_effective_config(stage_dir, trainer.args)
-
-    removed = remove_uncommitted(stage_dir)
-    if removed:
-        reporter().note(f"[sft] discarded {len(removed)} uncommitted checkpoint(s): {', '.join(p.name for p in removed)}")
-    ckpt = latest_committed(stage_dir) if resume else None
-    if ckpt is not None:
-        reporter().note(f"[sft] resuming from {ckpt.name}")
-    t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    save_final(trainer.model, tokenizer, stage_dir, input_final)
-    return {
-        "train_loss": round(float(out.training_loss), 4),
-        "steps": trainer.state.global_step,
-        "examples": len(dataset),
-        "dropped_too_long": too_long,
-        "dropped_no_reasoning": no_reasoning,
-        "resumed_from": ckpt.name if ckpt else None,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-    }
+    result = train_resumable(trainer, tokenizer, "sft", stage_dir, resume, input_final)
+    return {**result, "examples": len(dataset), "dropped_too_long": too_long, "dropped_no_reasoning": no_reasoning}
