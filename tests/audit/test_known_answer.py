@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def trained(request):
+def trained(request, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cache = request.config.cache.mkdir("thinktune-audit-models")
+    cache_plugin = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache = cache_plugin.mkdir("thinktune-audit-models") if cache_plugin else tmp_path_factory.mktemp("audit-models")
     out = {}
     for kind in ("genuine", "filler"):
         path = train_tiny(kind, cache, steps=500)
