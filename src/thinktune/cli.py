@@ -203,6 +203,21 @@ def _print_results(root: Path) -> None:
         out.print(f"results: {results_path}")
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<name>).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the standalone model.")],
+    stage: Annotated[str | None, typer.Option(help="Which model (base, sft, grpo); default: the last one trained.")] = None,
+    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge adapters into the weights.")] = True,
+) -> None:
+    """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template) plain transformers loads."""
+    from thinktune.export import export_model
+
+    with _user_errors():
+        written = export_model(run_dir, output, stage=stage, merge=merge)
+    out.print(f"[green]exported[/] {written['stage']} → {written['path']} ({written['kind']})")
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print thinktune's version and the versions of the stack it runs on."""

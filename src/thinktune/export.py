@@ -1,0 +1,52 @@
+"""Export a run's model as a standalone checkpoint that plain ``transformers`` loads.
+
+``thinktune export RUN -o DIR`` takes the last model stage of the run (or ``--stage``) and writes safetensors
+weights, the tokenizer and its chat template. Adapter chains (base → sft adapter → grpo adapter) are merged in
+order with peft's ``merge_and_unload``; ``--no-merge`` copies the last adapter as a standard PEFT adapter instead
+(its ``thinktune_model.json`` says which model it applies to). The output directory is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from thinktune.config import MODEL_STAGES, Recipe
+from thinktune.errors import RunStateError
+from thinktune.io import commit_dir, staging_dir
+
+
+def export_model(run_dir: str | Path, output: str | Path, stage: str | None = None, merge: bool = True) -> dict[str, Any]:
+    from thinktune.models import load_stage_output
+
+    root = Path(run_dir)
+    manifest_path, recipe_path = root / "manifest.json", root / "recipe.yaml"
+    if not manifest_path.exists() or not recipe_path.exists():
+        raise RunStateError(f"{root}: not a thinktune run directory (no manifest.json / recipe.yaml)")
+    manifest = json.loads(manifest_path.read_text())
+    recipe = Recipe.model_validate(yaml.safe_load(recipe_path.read_text()))
+    done = [s for s in MODEL_STAGES if manifest.get("stages", {}).get(s, {}).get("status") == "complete"
+            and (root / s / "final").exists()]
+    if not done:
+        raise RunStateError(f"{root}: no completed model stage to export")
+    stage = stage or done[-1]
+    if stage not in done:
+        raise RunStateError(f"{root}: stage {stage!r} has no completed model (completed: {', '.join(done)})")
+    final = root / stage / "final"
+    kind = json.loads((final / "thinktune_model.json").read_text()).get("kind", "full")
+    if kind == "recipe_model":
+        raise RunStateError(f"{root}: stage {stage!r} is the recipe's own model ({recipe.model.path}); nothing to export")
+    tmp = staging_dir(output)
+    if kind == "adapter" and not merge:
+        shutil.copytree(final, tmp, dirs_exist_ok=True)
+    else:
+        model, tokenizer = load_stage_output(final, recipe.model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        kind = "merged" if kind == "adapter" else "full"
+    commit_dir(tmp, output)
+    return {"stage": stage, "path": str(output), "kind": kind}

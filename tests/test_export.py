@@ -1,0 +1,68 @@
+"""`thinktune export`: a standalone model that plain transformers loads, identical to the run's model."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from thinktune.cli import app
+from thinktune.config import LoraConfig, TinyModelConfig
+from thinktune.formatting import render
+from thinktune.models import build_tiny, load_stage_output
+from thinktune.stages.setup import peft_config, save_final
+
+CORPUS = [f"Compute {a} + {b}.\n" + render(f"{a} + {b} = {a + b}", str(a + b)) for a in range(20) for b in range(5)]
+
+
+def fake_run(tmp_path):
+    """base (full) → sft (adapter) written the way the stages write them, plus manifest and recipe."""
+    from peft import get_peft_model
+
+    root = tmp_path / "run"
+    model, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                                            vocab_size=280), CORPUS, seed=0)
+    base = save_final(model, tok, root / "base", None)
+    peft_model = get_peft_model(model, peft_config(LoraConfig(r=4, alpha=8, dropout=0.0)))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    save_final(peft_model, tok, root / "sft", base)
+    recipe = {"name": "run", "model": {"tiny": {}}, "data": {"task": {}}}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    stages = {s: {"status": "complete"} for s in ("data", "base", "sft")}
+    (root / "manifest.json").write_text(json.dumps({"stages": stages}))
+    return root, tok
+
+
+def test_export_merges_the_adapter_chain(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root, tok = fake_run(tmp_path)
+    result = CliRunner().invoke(app, ["export", str(root), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    plain = AutoModelForCausalLM.from_pretrained(out)
+    tok2 = AutoTokenizer.from_pretrained(out)
+    assert tok2.chat_template == tok.chat_template
+    expected, _ = load_stage_output(root / "sft" / "final")
+    ids = tok("Compute 3 + 4.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, expected(ids).logits, atol=1e-5)
+
+
+def test_export_without_merge_copies_the_adapter(tmp_path):
+    root, _ = fake_run(tmp_path)
+    result = CliRunner().invoke(app, ["export", str(root), "-o", str(tmp_path / "ad"), "--no-merge"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ad" / "adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [(["--stage", "grpo"], "no completed model"), ([], "not a thinktune run")])
+def test_export_errors(tmp_path, args, fragment):
+    root = fake_run(tmp_path)[0] if "--stage" in args else tmp_path / "nothing"
+    result = CliRunner().invoke(app, ["export", str(root), "-o", str(tmp_path / "x"), *args])
+    assert result.exit_code == 1 and fragment in result.output and "Traceback" not in result.output
