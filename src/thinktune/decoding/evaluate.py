@@ -212,12 +212,8 @@ def steer_sweep(model, tokenizer, es: EvalSet, vector: SteeringVector, params: S
         results.append({"strength": s, "kl": kl[s], "within_kl_bound": kl[s] <= delta, **summarize(rows),
                         **paired(base, rows)})
     base_len = results[0]["mean_tokens"]
+    sign = sign_check(results)
     pos = [r for r in results if r["strength"] > 0]
-    neg = [r for r in results if r["strength"] < 0]
-    sign = {
-        "positive_shortens": all(r["mean_tokens"] < base_len for r in pos) if pos else None,
-        "negative_lengthens": all(r["mean_tokens"] > base_len for r in neg) if neg else None,
-    }
     ok = [r for r in pos if r["within_kl_bound"] and r["accuracy_within_ci"] and r["mean_tokens"] < base_len]
     best = min(ok, key=lambda r: r["mean_tokens"]) if ok else None
     verdict = (f"strength {best['strength']:.4g} shortens mean length {base_len:.1f} → {best['mean_tokens']:.1f} tokens "
@@ -231,6 +227,23 @@ def steer_sweep(model, tokenizer, es: EvalSet, vector: SteeringVector, params: S
             "max_new_tokens": params.max_new_tokens, "n_items": len(es.records), "sweep": results, "sign": sign,
             "accepted_strength": best["strength"] if best else None, "verdict": verdict,
             "rows": {f"{s:.6g}": rows for s, rows in per_strength.items()}}
+
+
+def sign_check(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Does +v shorten and −v lengthen? Judged on the strengths inside the KL bound (far outside it the model
+    degenerates — repeats itself to the cap — whatever the direction), and reported for all strengths too."""
+    base_len = next(r["mean_tokens"] for r in results if r["strength"] == 0)
+
+    def verdict(rows, shorter: bool):
+        return all((r["mean_tokens"] < base_len) == shorter for r in rows) if rows else None
+
+    inside = [r for r in results if r["within_kl_bound"]]
+    return {
+        "positive_shortens": verdict([r for r in inside if r["strength"] > 0], True),
+        "negative_lengthens": verdict([r for r in inside if r["strength"] < 0], False),
+        "positive_shortens_all_strengths": verdict([r for r in results if r["strength"] > 0], True),
+        "judged_on": "strengths with mean KL <= delta",
+    }
 
 
 _CALC = re.compile(r"<<([^<>]*)>>")
