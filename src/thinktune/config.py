@@ -226,6 +226,7 @@ class SFTStage(_Strict):
     eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
     eval_items: PositiveInt = 100  # held-out items used by eval_every
     gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
+    max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
 
 
@@ -266,6 +267,7 @@ class GRPOStage(_Strict):
     eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
     eval_items: PositiveInt = 100  # held-out items used by eval_every
     gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
+    max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.GRPOConfig fields, validated against TRL
 
     @model_validator(mode="after")

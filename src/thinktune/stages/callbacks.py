@@ -167,3 +167,48 @@ class HeldOutAccuracy(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and model is not None:
             self._evaluate(model, state.global_step)
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Skip the optimizer step when any gradient is NaN/inf; stop after ``max_consecutive`` such steps in a row.
+
+    RELIABILITY.md §4: transformers only hides NaN losses in the logs, and zeroing the gradients is not enough
+    (AdamW's moment updates and decoupled weight decay would still move the weights), so the whole
+    ``optimizer.step()`` is skipped. The LR scheduler still advances (the step counts as taken), which keeps a
+    resumed run's schedule identical. The count is logged as ``nonfinite_skipped``.
+    """
+
+    def __init__(self, max_consecutive: int = 3):
+        self.max_consecutive = max_consecutive
+        self.skipped = 0
+        self.consecutive = 0
+
+    def on_train_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
+        if optimizer is None or getattr(optimizer, "_thinktune_guarded", False):
+            return
+        original = optimizer.step
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+
+        def guarded_step(*a, **k):
+            import torch
+
+            if all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params):
+                self.consecutive = 0
+                return original(*a, **k)
+            self.skipped += 1
+            self.consecutive += 1
+            optimizer.zero_grad(set_to_none=True)
+            if self.consecutive >= self.max_consecutive:
+                from thinktune.errors import StageError
+
+                raise StageError(f"{self.consecutive} consecutive optimizer steps had NaN/inf gradients "
+                                 f"(at step {state.global_step + 1}); stopping. Lower the learning rate or check "
+                                 f"the data; the last committed checkpoint is intact.")
+            return None
+
+        optimizer.step = guarded_step
+        optimizer._thinktune_guarded = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None:
+            logs["nonfinite_skipped"] = self.skipped

@@ -145,7 +145,7 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         **device_args(),
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
-    callbacks = stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints)
+    callbacks = stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,

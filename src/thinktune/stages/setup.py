@@ -83,11 +83,12 @@ def peft_config(lora) -> Any:
                           target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
-def stage_callbacks(stage: str, stage_dir: Path, keep: int) -> list:
-    """Callbacks every training stage installs: committed checkpoints, metrics.jsonl, progress bar."""
-    from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, ProgressBar
+def stage_callbacks(stage: str, stage_dir: Path, keep: int, max_nonfinite_steps: int = 3) -> list:
+    """Callbacks every training stage installs: NaN guard, committed checkpoints, metrics.jsonl, progress bar."""
+    from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, NonFiniteGuard, ProgressBar
 
-    return [CommitCheckpoints(stage_dir, keep), MetricsLog(stage_dir / "metrics.jsonl"), ProgressBar(stage)]
+    return [NonFiniteGuard(max_nonfinite_steps), CommitCheckpoints(stage_dir, keep),
+            MetricsLog(stage_dir / "metrics.jsonl"), ProgressBar(stage)]
 
 
 def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: bool,

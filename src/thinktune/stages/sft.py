@@ -117,7 +117,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         **device_args(),
     }
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
-    callbacks = stage_callbacks("sft", stage_dir, cfg.keep_checkpoints)
+    callbacks = stage_callbacks("sft", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         max_new = recipe.audit.max_new_tokens if recipe.audit else 256
