@@ -155,7 +155,7 @@ def run_cmd(
     recipe: RecipeArg,
     overrides: OverridesArg = None,
     restart_from: Annotated[str | None, typer.Option("--restart-from", help="Redo this stage and every later one.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: the recipe's `threads`, else all cores).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
 ) -> None:
     """Run a recipe's stages into runs/<name>/: skips complete stages, resumes an interrupted one."""
@@ -165,6 +165,7 @@ def run_cmd(
 
     with _user_errors():
         r = load_recipe(recipe, overrides or [])
+        threads = threads or r.threads
         if threads:
             import torch
 

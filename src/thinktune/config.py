@@ -331,6 +331,7 @@ class Recipe(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # run directory name under output_dir
     seed: NonNegativeInt = 0  # seeds python, numpy, torch and data shuffles
     output_dir: str = "runs"  # runs/<name>/
+    threads: PositiveInt | None = None  # torch intra-op threads (None = torch's default); `run --threads` wins
     model: ModelConfig
     format: FormatConfig = Field(default_factory=FormatConfig)
     data: DataConfig
