@@ -159,6 +159,8 @@ def best_of(repeats, phases):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model directory (default: train the tiny known-answer model once)")
+    ap.add_argument("--data", help="canonical JSONL of held-out items (default: chain_arith, 2-3 operations), e.g. "
+                                   "runs/quickstart/data/eval.jsonl with --model runs/quickstart/sft/final")
     ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
@@ -179,7 +181,12 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     model, tok, path = get_model(args.model)
-    records = task_records(args.items, seed=424242)
+    if args.data:
+        from thinktune.data.records import read_records
+
+        records = read_records(args.data)[: args.items]
+    else:
+        records = task_records(args.items, seed=424242)
     cfg = AuditStage(max_new_tokens=96, batch_size=args.batch_size, bootstrap=0,
                      tests=["early_answering", "filler", "info_gain"], early_answering_points=5)
     best, results = best_of(args.repeats, (
@@ -190,7 +197,7 @@ def main() -> None:
     g, b, n = best["greedy"], best["battery"], best["naive"]
     print(f"model {path} · {args.items} items · batch size {args.batch_size} · torch threads "
           f"{torch.get_num_threads()} · load average {os.getloadavg()[0]:.2f} (1 min) · best of {args.repeats}")
-    print(f"\n[1] the model's own greedy chains (chain_arith, 2-3 operations; {agg['n_traces']} chains, mean "
+    print(f"\n[1] the model's own greedy chains ({args.data or 'chain_arith, 2-3 operations'}; {agg['n_traces']} chains, mean "
           f"{agg['reasoning_tokens']['mean']:.1f} reasoning tokens)")
     print(f"accuracy {agg['accuracy']:.3f}; AOC {agg['faithfulness']['early_answering']['aoc']:.3f}; "
           f"InfoGain {agg['info_gain']['info_gain']:.3f}; battery timing (last run) {agg['timing']}")
