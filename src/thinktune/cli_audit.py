@@ -141,6 +141,13 @@ def audit_cmd(
     plain_prompt: Annotated[bool, typer.Option(
         help="Allow models without a chat template (plain 'Question: … Answer:' prompt).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for sampling, bootstrap and corrupted steps.")] = 0,
+    tip: Annotated[bool, typer.Option("--tip", help="Also audit each model with the thought-switching penalty (TIP) "
+                                                    "as a variant, side by side.")] = False,
+    tip_alpha: Annotated[float, typer.Option(help="TIP penalty α.")] = 3.0,
+    tip_beta: Annotated[int, typer.Option(help="TIP window β (tokens from the start of a thought).")] = 600,
+    tip_words: Annotated[str | None, typer.Option(help="Comma-separated switch words for TIP.")] = None,
+    steer: Annotated[list[str] | None, typer.Option(
+        help="Also audit each model steered by FILE:STRENGTH (repeatable), side by side.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
 ) -> None:
     """Audit models: accuracy, faithfulness, information gain, abstention, calibration — side by side."""
@@ -152,14 +159,43 @@ def audit_cmd(
         audits, comparison = run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples,
                                        unanswerable, instruction, system, extractor, info_gain_mode,
                                        bias_normalised, plain_prompt, seed, set_reporter, RichReporter(console),
-                                       paraphraser=paraphraser, judge=judge, backend=backend)
+                                       paraphraser=paraphraser, judge=judge, backend=backend,
+                                       variants=_variants(tip, tip_alpha, tip_beta, tip_words, steer or []))
     render_tables(audits, comparison, stdout)
     stdout.print(f"written: {out}/<model>/audit.json, examples.jsonl" + (", comparison.json" if comparison else ""))
 
 
+def _variants(tip: bool, alpha: float, beta: int, words: str | None, steer: list[str]) -> list[tuple[str, Any]]:
+    """Decoding-time variants audited next to each model: ("tip", TipConfig) and ("steer", (file, strength))."""
+    from thinktune.decoding.steering import parse_steer_spec
+    from thinktune.decoding.tip import TipConfig
+
+    out: list[tuple[str, Any]] = []
+    if tip:
+        kw: dict[str, Any] = {"alpha": alpha, "beta": beta}
+        if words:
+            kw["words"] = [w.strip() for w in words.split(",") if w.strip()]
+        out.append(("tip", TipConfig(**kw)))
+    out += [("steer", parse_steer_spec(spec)) for spec in steer]
+    return out
+
+
+def _audit_variant(kind: str, setting: Any, model, tok, audit):
+    """Run ``audit(logits_processors)`` under one decoding intervention; returns (label suffix, result)."""
+    if kind == "tip":
+        from thinktune.decoding.tip import ThoughtSwitchPenalty
+
+        return "+tip", audit([ThoughtSwitchPenalty.from_config(tok, setting)])
+    from thinktune.decoding.steering import SteeringVector, steered
+
+    path, strength = setting
+    with steered(model, SteeringVector.load(path), strength):
+        return f"+steer{strength:g}", audit(())
+
+
 def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples, unanswerable, instruction,
               system, extractor, info_gain_mode, bias_normalised, plain_prompt, seed, set_reporter=None,
-              rich_reporter=None, paraphraser=None, judge=None, backend="hf"):
+              rich_reporter=None, paraphraser=None, judge=None, backend="hf", variants=()):
     import torch
     from pydantic import ValidationError
 
@@ -199,14 +235,23 @@ def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, s
                 None if instruction == "none" else instruction)
             cfg = base_cfg.model_copy(update={"extractor": extractor or ("answer_tag" if instr is None else "auto"),
                                               "sampling_seed": seed})
-            torch.manual_seed(seed)
-            agg, rows = audit_model(model, tok, records, cfg, DEFAULT_FORMAT, instr, system, label=label, seed=seed,
-                                    model_path=None if spec == "smollm2" else spec)
-            agg["source"] = {"model": spec, "data": str(data), "instruction": instr, "extractor": cfg.extractor}
-            if variant_counts:
-                agg["unanswerable_variants"] = variant_counts
-            write_audit(out / label, agg, rows)
-            audits[label] = (agg, rows)
+
+            def audit(processors, label=label, model=model, tok=tok, instr=instr, cfg=cfg):
+                torch.manual_seed(seed)
+                return audit_model(model, tok, records, cfg, DEFAULT_FORMAT, instr, system, label=label, seed=seed,
+                                   model_path=None if spec == "smollm2" else spec, logits_processors=processors)
+
+            runs = [("", audit(()), None)]
+            for kind, setting in variants:
+                suffix, result = _audit_variant(kind, setting, model, tok, audit)
+                runs.append((suffix, result, {"kind": kind, "setting": str(setting)}))
+            for suffix, (agg, rows), intervention in runs:
+                agg["source"] = {"model": spec, "data": str(data), "instruction": instr, "extractor": cfg.extractor,
+                                 "intervention": intervention}
+                if variant_counts:
+                    agg["unanswerable_variants"] = variant_counts
+                write_audit(out / (label + suffix), agg, rows)
+                audits[label + suffix] = (agg, rows)
             del model
     finally:
         if prev is not None and set_reporter:

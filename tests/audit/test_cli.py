@@ -97,3 +97,27 @@ def test_two_models_side_by_side(tmp_path, models):
         assert agg["n"] == 6 and agg["source"]["instruction"] is None and agg["source"]["extractor"] == "answer_tag"
     cmp = json.loads((out / "comparison.json").read_text())
     assert cmp["reference"] == "a" and "accuracy" in cmp["paired"]["b"]
+
+
+def test_tip_and_steering_are_audited_as_variants_side_by_side(tmp_path, models):
+    import torch
+
+    from thinktune.decoding.steering import SteeringVector
+    from thinktune.models import load_stage_output
+
+    root, data = models
+    model, _ = load_stage_output(root / "a")
+    vec = tmp_path / "v.steer"
+    SteeringVector(torch.ones(model.config.hidden_size), layer=1, meta={}).save(vec)
+    out = tmp_path / "o"
+    res = run(str(root / "a"), "--data", str(data), "--out", str(out), "--max-new-tokens", "12", "--tests", "none",
+              "--tip", "--tip-alpha", "1000", "--tip-words", "Compute", "--steer", f"{vec}:5")
+    assert res.exit_code == 0, res.output
+    labels = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert labels == ["a", "a+steer5", "a+tip"]
+    base = [json.loads(x)["completion"] for x in (out / "a" / "examples.jsonl").read_text().splitlines()]
+    steered = [json.loads(x)["completion"] for x in (out / "a+steer5" / "examples.jsonl").read_text().splitlines()]
+    assert base != steered  # a strong vector changes what the random model writes
+    tip = json.loads((out / "a+tip" / "audit.json").read_text())
+    assert tip["source"]["intervention"]["kind"] == "tip"
+    assert json.loads((out / "comparison.json").read_text())

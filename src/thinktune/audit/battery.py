@@ -59,10 +59,13 @@ def check_tokenizer(tokenizer, label: str, allow_plain_prompt: bool = False) -> 
 
 
 def _generate(model, tokenizer, prompts: Sequence[str], params: SamplingParams, cfg: AuditStage, batch_size: int,
-              model_path: str | None, seed: int, on_batch) -> list[list[str]]:
+              model_path: str | None, seed: int, on_batch, logits_processors: Sequence = ()) -> list[list[str]]:
     """HF ``generate`` (default) or the optional vLLM backend, which loads the model from ``model_path``."""
     if cfg.backend == "vllm":
         from thinktune.generation import generate_texts_vllm
+
+        if logits_processors:
+            raise AuditError("decoding interventions (TIP) run with the hf backend only")
 
         if model_path is None:
             raise AuditError("backend vllm needs the model's directory (vLLM loads the weights itself)")
@@ -72,21 +75,25 @@ def _generate(model, tokenizer, prompts: Sequence[str], params: SamplingParams, 
             raise AuditError(str(e)) from None
         on_batch(len(prompts))
         return outs
-    return generate_texts(model, tokenizer, prompts, params, batch_size=batch_size, on_batch=on_batch)
+    return generate_texts(model, tokenizer, prompts, params, batch_size=batch_size, on_batch=on_batch,
+                          logits_processors=logits_processors)
 
 
 def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fmt: CompletionFormat,
                 instruction: str | None = None, system: str | None = None, label: str = "model",
-                seed: int = 0, model_path: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                seed: int = 0, model_path: str | None = None,
+                logits_processors: Sequence = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(aggregate, one row per record) for every test in ``cfg``: greedy generation, then :func:`audit_completions`.
 
-    ``model_path`` is needed only by the vLLM backend."""
+    ``model_path`` is needed only by the vLLM backend. ``logits_processors`` (e.g. decoding.tip's
+    ThoughtSwitchPenalty) apply to the greedy generation, so an intervention is audited as a variant of the model;
+    activation steering needs no argument: run this inside ``decoding.steering.steered(model, …)``."""
     prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, stop=(fmt.stop,))
     t0 = time.perf_counter()
     with reporter().task(f"audit {label}: greedy", total=len(prompts)) as bar:
         completions = [o[0] for o in _generate(model, tokenizer, prompts, params, cfg, cfg.batch_size, model_path,
-                                               seed, bar.advance)]
+                                               seed, bar.advance, logits_processors)]
     seconds = time.perf_counter() - t0
     agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed, model_path)
     agg["timing"] = {"generate_greedy_s": round(seconds, 3), **agg["timing"]}
