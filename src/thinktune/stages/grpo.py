@@ -83,6 +83,31 @@ def grpo_trl_args(cfg: GRPOStage, n_processes: int) -> dict[str, Any]:
     }
 
 
+def pin_reference(model, tokenizer, cfg: GRPOStage, lora: bool, input_final, stage_dir) -> str | None:
+    """Make TRL's KL reference equal this stage's input model; returns what the reference is.
+
+    With LoRA, TRL's reference is the model with the adapter disabled — the merged input (models.py merges the
+    incoming adapter and a new one is trained). With full fine-tuning TRL reloads the reference from
+    ``model.config._name_or_path``, which for a merged adapter chain still names the pre-SFT base: the merged input
+    is saved once to ``grpo/reference/`` and named instead.
+    """
+    import json
+
+    if cfg.kl_coef == 0:
+        return None
+    if lora:
+        return "input model (adapter disabled)"
+    kind = json.loads((input_final / "thinktune_model.json").read_text()).get("kind", "full")
+    if kind == "adapter":
+        ref = stage_dir / "reference"
+        if not (ref / "config.json").exists():
+            from thinktune.models import save_model
+
+            save_model(model, tokenizer, ref)
+        model.config._name_or_path = str(ref)
+    return str(model.config._name_or_path)
+
+
 def run(run: Run, resume: bool) -> dict[str, Any]:
     from datasets import Dataset
 
@@ -95,6 +120,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
 
     input_final = run.output_path(run.input_model_stage("grpo"))
     model, tokenizer = load_stage_output(input_final, recipe.model)
+    reference = pin_reference(model, tokenizer, cfg, recipe.model.lora is not None, input_final, stage_dir)
     records = read_records(run.output_path("data") / "train.jsonl")
     if cfg.max_train_prompts:
         records = records[: cfg.max_train_prompts]
@@ -109,7 +135,8 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     rewards = RewardRunner(cfg.rewards, fmt, cfg.reward_max_error_fraction, completions_dir=stage_dir / "completions",
                            workers=cfg.reward_workers, deadline=cfg.reward_deadline)
     try:
-        return _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume)
+        result = _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume)
+        return {**result, "kl_reference": reference}
     finally:
         rewards.close()
 
