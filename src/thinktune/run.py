@@ -43,7 +43,8 @@ from thinktune.progress import reporter
 # Fields that change how a stage runs but not what it produces.
 OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_every", "eval_items",
                       "gradient_checkpointing", "reward_workers", "reward_deadline", "reward_max_error_fraction",
-                      "reward_audit", "reward_audit_items", "max_nonfinite_steps"}
+                      "reward_audit", "reward_audit_items", "max_nonfinite_steps", "preflight", "preflight_groups",
+                      "preflight_max_truncated"}
 
 
 def _strip(cfg: Any) -> Any:

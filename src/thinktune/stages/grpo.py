@@ -30,6 +30,7 @@ from thinktune.models import load_stage_output
 from thinktune.progress import reporter
 from thinktune.io import atomic_write_json
 from thinktune.rewards.probes import audit_rewards
+from thinktune.stages.preflight import check, preflight
 from thinktune.rewards.runner import RewardRunner
 from thinktune.run import Run
 from thinktune.stages.callbacks import HeldOutAccuracy
@@ -151,6 +152,12 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         if not report.ok:
             raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_audit=false)")
         reporter().note(f"[grpo] {report.summary()}")
+    if cfg.preflight and not resume:
+        numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
+        atomic_write_json(stage_dir / "preflight.json", numbers)
+        check(numbers, cfg.preflight_max_truncated)
+        reporter().note(f"[grpo] pre-flight: {numbers['zero_variance_fraction']:.0%} of {numbers['groups']} groups "
+                        f"without reward variance, {numbers['truncated_fraction']:.0%} truncated")
     ours: dict[str, Any] = {
         "output_dir": str(stage_dir),
         **grpo_trl_args(cfg, world_size()),

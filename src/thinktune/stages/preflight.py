@@ -1,0 +1,61 @@
+"""GRPO pre-flight: sample a few groups before training and refuse the commonest silent "loss is 0" failures.
+
+Two failure patterns make GRPO train on nothing while every log line looks normal (ANCHORS.md pain point 4;
+huggingface/trl#3857, #5697):
+
+1. most completions hit ``max_new_tokens`` (truncated chains earn no answer reward, and masking them leaves nothing);
+2. every group has zero reward variance (all right or all wrong), so every advantage is 0.
+
+``preflight`` samples ``groups`` prompts × ``samples_per_prompt`` completions with the stage's own sampling settings,
+scores them with the stage's rewards (weighted sum, None counted as 0 as TRL's nansum does), and returns the numbers;
+``check`` turns them into a refusal. Sampling runs under ``torch.random.fork_rng`` so training's RNG stream, and
+therefore the run's numbers and exact resume, are unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thinktune.errors import StageError
+from thinktune.formatting import chat_prompt
+from thinktune.generation import SamplingParams, generate_texts
+
+
+def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=None) -> dict[str, Any]:
+    import torch
+
+    recs = records[: cfg.preflight_groups]
+    prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in recs]
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                            n=cfg.samples_per_prompt, stop=())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        groups = generate_texts(model, tokenizer, prompts, params, batch_size=max(1, len(prompts)))
+    texts = [t for g in groups for t in g]
+    owners = [r for r, g in zip(recs, groups) for _ in g]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    truncated = sum(n >= cfg.max_new_tokens for n in lengths) / len(texts)
+    totals = [0.0] * len(texts)
+    for i, spec in enumerate(cfg.rewards):
+        for j, v in enumerate(rewards.score(i, texts, owners)):
+            totals[j] += spec.weight * (v or 0.0)
+    per_group = [totals[k * cfg.samples_per_prompt:(k + 1) * cfg.samples_per_prompt] for k in range(len(recs))]
+    zero_var = sum(max(g) - min(g) < 1e-12 for g in per_group) / len(per_group)
+    return {"groups": len(recs), "completions": len(texts), "truncated_fraction": truncated,
+            "zero_variance_fraction": zero_var, "mean_reward": sum(totals) / len(totals),
+            "mean_tokens": sum(lengths) / len(lengths)}
+
+
+def check(numbers: dict[str, Any], max_truncated: float) -> None:
+    """Refuse (StageError, with the numbers) when training would learn nothing."""
+    problems = []
+    if numbers["truncated_fraction"] > max_truncated:
+        problems.append(f"{numbers['truncated_fraction']:.0%} of sampled completions hit max_new_tokens "
+                        f"(limit {max_truncated:.0%}): raise grpo.max_new_tokens or train SFT longer")
+    if numbers["zero_variance_fraction"] >= 1.0:
+        problems.append(f"all {numbers['groups']} sampled groups have zero reward variance (mean reward "
+                        f"{numbers['mean_reward']:.3f}): every advantage would be 0 and GRPO would learn nothing — "
+                        f"check the rewards on real completions (thinktune rewards score) or the SFT model")
+    if problems:
+        raise StageError("grpo pre-flight refused to train:\n  " + "\n  ".join(problems)
+                         + "\n(set grpo.preflight=false to train anyway)")
