@@ -51,3 +51,19 @@ def test_retention_never_deletes_before_the_new_commit(tmp_path):
     assert latest_committed(tmp_path) == tmp_path / "checkpoint-10"
     cb.on_save(None, SimpleNamespace(global_step=20, is_world_process_zero=True), None)
     assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-20"]
+
+
+def test_grpo_alerts_fire_once_after_a_streak_and_mark_the_logs(caplog):
+    from thinktune.stages.callbacks import GRPOAlerts
+
+    alerts = GRPOAlerts(zero_std=0.9, clipped=0.5, patience=3)
+    state = SimpleNamespace(global_step=0)
+    logs = []
+    for zero_std in (0.95, 1.0, 0.5, 0.95, 0.92, 0.99, 1.0):  # the streak breaks once, then reaches 3
+        state.global_step += 5
+        row = {"frac_reward_zero_std": zero_std, "completions/clipped_ratio": 0.1}
+        alerts.on_log(None, state, None, logs=row)
+        logs.append(row)
+    assert [r.get("alert_zero_std", 0) for r in logs] == [0, 0, 0, 0, 0, 1, 1]
+    assert not any("alert_clipped" in r for r in logs)
+    assert sum("identical rewards" in m for m in caplog.messages) == 1  # warned once

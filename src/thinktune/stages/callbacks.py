@@ -10,6 +10,7 @@ rotation is turned off with ``save_total_limit=None``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -212,3 +213,40 @@ class NonFiniteGuard(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None:
             logs["nonfinite_skipped"] = self.skipped
+
+
+class GRPOAlerts(TrainerCallback):
+    """Warn (log + progress note, once each) when GRPO is silently learning nothing.
+
+    - ``frac_reward_zero_std`` ≥ ``zero_std`` for ``patience`` consecutive log records: most groups have identical
+      rewards, so their advantages are 0 (huggingface/trl#3857); consider dynamic sampling or harder/easier prompts.
+    - ``completions/clipped_ratio`` ≥ ``clipped`` for ``patience`` records: completions hit max_new_tokens
+      (huggingface/trl#5697).
+    The warnings are also written into the log record (``alert_zero_std`` / ``alert_clipped`` = 1) so that
+    metrics.jsonl and the report can show them.
+    """
+
+    def __init__(self, zero_std: float = 0.9, clipped: float = 0.5, patience: int = 3):
+        self.limits = {"frac_reward_zero_std": zero_std, "completions/clipped_ratio": clipped}
+        self.patience = patience
+        self.streak = {k: 0 for k in self.limits}
+        self.fired: set[str] = set()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        for key, limit in self.limits.items():
+            value = logs.get(key)
+            if not isinstance(value, (int, float)):
+                continue
+            self.streak[key] = self.streak[key] + 1 if value >= limit else 0
+            if self.streak[key] >= self.patience:
+                logs["alert_zero_std" if key == "frac_reward_zero_std" else "alert_clipped"] = 1
+                if key not in self.fired:
+                    self.fired.add(key)
+                    what = ("of prompt groups have identical rewards (zero advantage: nothing to learn from them)"
+                            if key == "frac_reward_zero_std" else "of completions hit max_new_tokens")
+                    message = (f"[grpo] alert at step {state.global_step}: ≥ {limit:.0%} {what} for "
+                               f"{self.patience} log records in a row")
+                    logging.getLogger("thinktune").warning(message)
+                    reporter().note(message)

@@ -33,7 +33,7 @@ from thinktune.rewards.probes import audit_rewards
 from thinktune.stages.preflight import check, preflight
 from thinktune.rewards.runner import RewardRunner
 from thinktune.run import Run
-from thinktune.stages.callbacks import HeldOutAccuracy
+from thinktune.stages.callbacks import GRPOAlerts, HeldOutAccuracy
 from thinktune.stages.setup import (
     device_args,
     peft_config,
@@ -179,7 +179,7 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         **device_args(),
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
-    callbacks = stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
+    callbacks = [GRPOAlerts(), *stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)]
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
