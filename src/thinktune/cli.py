@@ -39,7 +39,7 @@ app.command("audit")(audit_cmd)
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never wrap an error message mid-phrase
 out = Console()
 
 
