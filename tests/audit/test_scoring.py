@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from thinktune.audit.scoring import Branch, BranchSet, answer_logprobs, score_branches
+from thinktune.audit.scoring import Branch, BranchSet, UnsupportedModel, answer_logprobs, score_branches
 from thinktune.config import TinyModelConfig
 from thinktune.data.tasks import get_task
 from thinktune.models import build_tiny
@@ -129,7 +129,7 @@ def test_bad_inputs_raise(qwen):
         score_branches(model, roots, [Branch(0, 0, (), (1,))])
     model.config._attn_implementation_internal = "flash_attention_2"
     try:
-        with pytest.raises(NotImplementedError, match="4-D attention mask"):
+        with pytest.raises(UnsupportedModel, match="4-D attention mask"):
             score_branches(model, roots, [Branch(0, 3, (), (1,))])
     finally:
         model.config._attn_implementation_internal = "sdpa"

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import torch
 
+from thinktune.errors import ThinktuneError
+
 
 @dataclass(frozen=True)
 class Branch:
@@ -89,10 +91,14 @@ class ScoreResult:
     roots: list[tuple[float, ...]] | None = None  # log p(root_t | root_<t) for t >= 1, with ``with_roots=True``
 
 
+class UnsupportedModel(ThinktuneError):
+    """The model cannot be scored this way (reported as a one-line CLI error, not a traceback)."""
+
+
 def _output_head(model) -> Callable[[torch.Tensor], torch.Tensor]:
     head = model.get_output_embeddings()
     if head is None:
-        raise NotImplementedError(f"{type(model).__name__} has no output embedding; cannot score answers")
+        raise UnsupportedModel(f"{type(model).__name__} has no output embedding; cannot score answers")
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         return lambda h: torch.tanh(head(h) / cap) * cap
@@ -156,7 +162,7 @@ class _Tree:
 def _check_attention(model) -> None:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in (None, "sdpa", "eager"):
-        raise NotImplementedError(f"the audit scorer needs a custom 4-D attention mask; attn_implementation={impl!r} "
+        raise UnsupportedModel(f"the audit scorer needs a custom 4-D attention mask; attn_implementation={impl!r} "
                                   "does not take one (load the model with attn_implementation='sdpa')")
 
 
