@@ -8,28 +8,15 @@ import yaml
 from typer.testing import CliRunner
 
 from thinktune.cli import app
-from thinktune.config import LoraConfig, TinyModelConfig
-from thinktune.formatting import render
-from thinktune.models import build_tiny, load_stage_output
-from thinktune.stages.setup import peft_config, save_final
+from tests.tiny_chain import base_and_adapter
+from thinktune.models import load_stage_output
 
-CORPUS = [f"Compute {a} + {b}.\n" + render(f"{a} + {b} = {a + b}", str(a + b)) for a in range(20) for b in range(5)]
 
 
 def fake_run(tmp_path):
     """base (full) → sft (adapter) written the way the stages write them, plus manifest and recipe."""
-    from peft import get_peft_model
-
     root = tmp_path / "run"
-    model, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
-                                            vocab_size=280), CORPUS, seed=0)
-    base = save_final(model, tok, root / "base", None)
-    peft_model = get_peft_model(model, peft_config(LoraConfig(r=4, alpha=8, dropout=0.0)))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.add_(0.05)
-    save_final(peft_model, tok, root / "sft", base)
+    _, _, tok = base_and_adapter(root)
     recipe = {"name": "run", "model": {"tiny": {}}, "data": {"task": {}}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     stages = {s: {"status": "complete"} for s in ("data", "base", "sft")}

@@ -4,28 +4,17 @@ import json
 
 import torch
 
-from thinktune.config import GRPOStage, LoraConfig, TinyModelConfig
-from thinktune.formatting import render
-from thinktune.models import build_tiny, load_stage_output
+from tests.tiny_chain import base_and_adapter
+from thinktune.config import GRPOStage
+from thinktune.models import load_stage_output
 from thinktune.stages.grpo import pin_reference
-from thinktune.stages.setup import peft_config, save_final
 
-CORPUS = [f"Compute {a} + {b}.\n" + render(f"{a} + {b} = {a + b}", str(a + b)) for a in range(20) for b in range(5)]
 
 
 def test_full_finetune_after_lora_sft_gets_the_merged_input_as_reference(tmp_path):
-    from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
-                                            vocab_size=280), CORPUS, seed=0)
-    base = save_final(model, tok, tmp_path / "base", None)
-    peft_model = get_peft_model(model, peft_config(LoraConfig(r=4, alpha=8, dropout=0.0)))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.add_(0.05)
-    sft = save_final(peft_model, tok, tmp_path / "sft", base)
+    _, sft, tok = base_and_adapter(tmp_path)
     merged, tok2 = load_stage_output(sft)
     assert "base" in merged.config._name_or_path  # what TRL would otherwise reload as the reference
     cfg = GRPOStage(kl_coef=0.04)
