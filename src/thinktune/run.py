@@ -42,6 +42,7 @@ from thinktune.progress import reporter
 
 # Fields that change how a stage runs but not what it produces.
 OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_every", "eval_items",
+                      "eval_loss_every",
                       "gradient_checkpointing", "reward_workers", "reward_deadline", "reward_max_error_fraction",
                       "reward_audit", "reward_audit_items", "max_nonfinite_steps", "preflight", "preflight_groups",
                       "preflight_max_truncated"}

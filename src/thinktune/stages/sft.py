@@ -10,7 +10,17 @@ Deviations from a plain ``SFTTrainer`` run:
 1. Examples longer than ``max_length`` are *dropped and counted*, not truncated: a truncated trace teaches
    the model to stop mid-thought, and a fully truncated completion trains on nothing (huggingface/trl#6025).
 2. Batch sizes are named by what they count (``examples_per_step``, ``micro_batch_size``); TRL's values are
-   derived in :func:`sft_batch_args`.
+   derived in :func:`sft_batch_args`. With ``packing`` they count *packed rows* of up to ``max_length`` tokens
+   (TRL packs best-fit decreasing, "bfd"), each holding several examples; the result names ``packed_rows``.
+   TRL's bfd packing is padding-free: the collator flattens a batch into one sequence whose ``position_ids``
+   restart at every example, transformers turns that into a block-diagonal mask, and the labels (``-100`` outside
+   completions) keep the loss on completion tokens only. Without FlashAttention (CPU) that one sequence costs a
+   full attention over the whole batch, so packing saves padding but not compute there.
+3. ``eval_loss_every``: TRL's own evaluation (``eval_dataset``, ``eval_strategy="steps"``) on the first
+   ``eval_items`` held-out records, built exactly like the training examples; ``eval_loss`` lands in
+   metrics.jsonl. ``eval_every`` is the separate greedy-accuracy curve.
+4. QLoRA (``model.lora.quantize``, Dettmers et al., arXiv 2305.14314): the input model is loaded through
+   bitsandbytes (models.py); TRL's SFTTrainer then adds the adapter and casts it to bf16 as the paper does.
 """
 
 from __future__ import annotations
@@ -82,7 +92,8 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     seed_everything(recipe.seed)
 
     input_final = run.output_path(run.input_model_stage("sft"))
-    model, tokenizer = load_stage_output(input_final, recipe.model)
+    lora = recipe.model.lora
+    model, tokenizer = load_stage_output(input_final, recipe.model, quantize=lora.quantize if lora else None)
     records = read_records(run.output_path("data") / "train.jsonl")
     dataset, too_long, no_reasoning = build_dataset(records, tokenizer, recipe, cfg)
     if len(dataset) == 0:
@@ -114,8 +125,18 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         "gradient_checkpointing": cfg.gradient_checkpointing,
+        "packing": cfg.packing,
         **device_args(),
     }
+    eval_dataset = None
+    if cfg.eval_loss_every:
+        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
+        eval_dataset, _, _ = build_dataset(held_out, tokenizer, recipe, cfg)
+        if len(eval_dataset) == 0:
+            raise StageError(f"sft.eval_loss_every: none of the first {cfg.eval_items} held-out records is usable "
+                             f"(each is longer than max_length={cfg.max_length} or has no reasoning)")
+        ours.update(eval_strategy="steps", eval_steps=cfg.eval_loss_every,
+                    per_device_eval_batch_size=cfg.micro_batch_size)
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
     callbacks = stage_callbacks("sft", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
     if cfg.eval_every:
@@ -128,9 +149,14 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
+        peft_config=peft_config(lora) if lora else None,
         callbacks=callbacks,
     )
     result = train_resumable(trainer, tokenizer, "sft", stage_dir, resume, input_final)
-    return {**result, "examples": len(dataset), "dropped_too_long": too_long, "dropped_no_reasoning": no_reasoning}
+    extra: dict[str, Any] = {"packed_rows": len(trainer.train_dataset)} if cfg.packing else {}
+    if eval_dataset is not None:
+        extra["eval_loss_items"] = len(eval_dataset)
+    return {**result, "examples": len(dataset), "dropped_too_long": too_long, "dropped_no_reasoning": no_reasoning,
+            **extra}
