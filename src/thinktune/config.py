@@ -259,6 +259,14 @@ class RewardSpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)  # per-reward settings
 
 
+class DynamicSampling(_Strict):
+    """DAPO dynamic sampling (arXiv 2503.14476; METHODS.md §4.2, §4.5): zero-variance groups never reach the loss."""
+
+    enabled: bool = False  # keep only groups whose rewards differ; the rest get zero loss weight and no tokens
+    max_rounds: PositiveInt = 1  # generation rounds per step to refill the batch with such groups (1 = drop only,
+    #                              no extra generation); none qualifying in all rounds stops the run with an error
+
+
 class GRPOStage(_Strict):
     """Group-relative policy optimisation with TRL's GRPOTrainer (METHODS.md §1–4)."""
 
@@ -292,7 +300,17 @@ class GRPOStage(_Strict):
     eval_items: PositiveInt = 100  # held-out items used by eval_every
     gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
     max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
+    dynamic_sampling: DynamicSampling = Field(default_factory=DynamicSampling)  # stages/dynamic_sampling.py
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.GRPOConfig fields, validated against TRL
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Added after the first release: left out while disabled, so the grpo fingerprint of a recipe that does not
+        # use it is unchanged and completed runs stay valid.
+        data = handler(self)
+        if data.get("dynamic_sampling") == DynamicSampling().model_dump():
+            data.pop("dynamic_sampling")
+        return data
 
     @model_validator(mode="after")
     def _group(self) -> GRPOStage:
