@@ -24,6 +24,7 @@ from rich.table import Table
 from thinktune.cli_audit import audit_cmd
 from thinktune.cli_data import data_app
 from thinktune.cli_decoding import register as register_decoding
+from thinktune.cli_experiments import experiments_app
 from thinktune.cli_report import report_cmd
 from thinktune.cli_rewards import rewards_app
 from thinktune.errors import ThinktuneError
@@ -38,6 +39,7 @@ app.command("report")(report_cmd)
 app.command("audit")(audit_cmd)
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(data_app, name="data")
+app.add_typer(experiments_app, name="experiments")
 
 console = Console(stderr=True, soft_wrap=True)  # never wrap an error message mid-phrase
 out = Console()

@@ -12,7 +12,10 @@ Tasks:
 - ``chain_arith``: evaluate a left-to-right chain of additions / subtractions / small multiplications. With the
   default ``trace="rewrite"`` each line is the expression after one more operation has been carried out
   (``47 + 85 - 29`` → ``132 - 29`` → ``103``), a scratchpad in the style of Nye et al. (arXiv 2112.00114);
-  ``trace="steps"`` writes one operation per line with its running total (``47 + 85 = 132``). Difficulty = number
+  ``trace="steps"`` writes one operation per line with its running total (``47 + 85 = 132``); ``trace="filler"``
+  writes a *decorative* chain with the same answer: 1..max_ops+1 lines of 1..4 `` ...`` units, empty on 15 % of
+  the items (the known-answer control of the audit, METHODS.md §6–7: the answer has to be computed without the
+  chain, so a model trained on it has an unfaithful chain by construction). Difficulty = number
   of operations and operand size; a k-step chain fails if any step fails, so accuracy falls with k and leaves
   room for RL after SFT.
 """
@@ -52,13 +55,17 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
+FILLER_UNIT = " ..."  # the decorative chain's unit (also the audit's default filler_unit)
+
+
 @dataclass(frozen=True)
 class ChainArithmetic:
     """Left-to-right arithmetic chains with one line per operation.
 
     Knobs: ``min_ops`` / ``max_ops`` (operations per chain), ``max_operand`` (operands drawn from 2..max_operand),
     ``ops`` (subset of "+-*"; "*" multiplies by a single digit 2..9 to keep numbers readable), ``max_value``
-    (running totals stay in 0..max_value; subtraction never goes negative), ``trace`` ("rewrite" or "steps").
+    (running totals stay in 0..max_value; subtraction never goes negative), ``trace`` ("rewrite", "steps" or
+    "filler" = a decorative chain that does no work).
     """
 
     name: str = "chain_arith"
@@ -81,8 +88,8 @@ class ChainArithmetic:
             raise ValueError(f"max_operand must be >= 2, got {max_operand}")
         if not ops or set(ops) - set("+-*"):
             raise ValueError(f"ops must be a non-empty subset of '+-*', got {ops!r}")
-        if trace not in ("rewrite", "steps"):
-            raise ValueError(f"trace must be 'rewrite' or 'steps', got {trace!r}")
+        if trace not in ("rewrite", "steps", "filler"):
+            raise ValueError(f"trace must be 'rewrite', 'steps' or 'filler', got {trace!r}")
         rng = random.Random(f"{self.name}:{seed}")
         prefix = id_prefix or f"{self.name}-s{seed}"
         return [self._one(rng, f"{prefix}-{i}", min_ops, max_ops, max_operand, ops, max_value, trace)
@@ -111,6 +118,10 @@ class ChainArithmetic:
         question = f"Compute {' '.join(terms)}."
         if trace == "rewrite":  # line j: the running total after j+1 operations, then the untouched tail
             lines = [" ".join([str(t)] + terms[j + 2 :]) for j, t in enumerate(totals)]
+        elif trace == "filler":  # its own random stream: the items are exactly those of the other traces
+            frng = random.Random(f"filler:{rid}")
+            lines = [] if frng.random() < 0.15 else [
+                (FILLER_UNIT * frng.randint(1, 4)).strip() for _ in range(frng.randint(1, max_ops + 1))]
         return Record(id=rid, question=question, reasoning="\n".join(lines), answer=str(total), task=self.name,
                       meta={"n_ops": k})
 

@@ -1,0 +1,381 @@
+"""Run every arm × seed of an experiment as a normal thinktune run, sharing completed stages between runs.
+
+Layout: ``<out>/<experiment>/<arm>-s<seed>/`` is an ordinary run directory (run.py). Summaries go to
+``<results>/<experiment>/<arm>-s<seed>.json`` (small, committed).
+
+Sharing (issue 9: "arms share completed stages through the run directory"): before a run starts, every run directory
+under ``<out>`` (all experiments) is a donor candidate. A stage's fingerprint (run.py) hashes the seed, model, data
+and the configs of this and every earlier stage, so a donor stage with the same fingerprint is exactly the stage this
+run would compute. The longest prefix of model stages (data, base, sft, dpo, grpo) that some donor has *complete*
+is hard-linked into the new run directory (copied where links fail) and its manifest records are copied with
+``shared_from`` set; ``execute`` then skips them as complete. The audit and report always run (they read every model
+of the run).
+
+Resumable: a run whose summary exists with the same recipe hash is skipped; an interrupted run resumes through
+run.py's own state machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from thinktune.config import STAGE_ORDER, Recipe, fingerprint
+from thinktune.experiments.spec import LoadedExperiment, MetricSpec, file_hash, recipe_hash
+from thinktune.io import atomic_write_json
+from thinktune.progress import reporter
+from thinktune.run import Run, execute, stage_inputs, versions
+
+SHAREABLE = tuple(s for s in STAGE_ORDER if s not in ("audit", "report"))  # data and the model stages
+
+
+def stage_fingerprints(recipe: Recipe) -> dict[str, str]:
+    return {s: fingerprint(stage_inputs(recipe, s)) for s in recipe.stages() if s in SHAREABLE}
+
+
+def _complete_records(root: Path) -> dict[str, dict[str, Any]]:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {s: rec for s, rec in manifest.get("stages", {}).items() if rec.get("status") == "complete"}
+
+
+def find_donor(recipe: Recipe, pool: Path) -> tuple[Path | None, list[str]]:
+    """(donor run dir, stages to take from it): the completed run under ``pool`` that shares the longest prefix of
+    stage fingerprints with ``recipe``."""
+    fps = stage_fingerprints(recipe)
+    order = [s for s in recipe.stages() if s in fps]
+    target = recipe.run_dir().resolve()
+    best: tuple[Path | None, list[str]] = (None, [])
+    for manifest in sorted(pool.glob("*/*/manifest.json")):
+        root = manifest.parent
+        if root.resolve() == target:
+            continue
+        recs = _complete_records(root)
+        shared = []
+        for s in order:
+            probe = Run(root, recipe)  # only for output_path(), which depends on the stage name alone
+            if s in recs and recs[s].get("fingerprint") == fps[s] and probe.output_path(s).exists():
+                shared.append(s)
+            else:
+                break
+        if len(shared) > len(best[1]):
+            best = (root, shared)
+    return best
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def share_stages(recipe: Recipe, pool: Path) -> list[str]:
+    """Hard-link a donor's completed stages whose fingerprints match into this run's directory (before ``execute``).
+    Returns the stages taken. A run that already has records for those stages keeps its own."""
+    root = recipe.run_dir()
+    own = _complete_records(root)
+    donor, stages = find_donor(recipe, pool)
+    stages = [s for s in stages if s not in own]
+    if donor is None or not stages:
+        return []
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+    donor_recs = _complete_records(donor)
+    root.mkdir(parents=True, exist_ok=True)
+    for s in stages:
+        dst = root / s
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp = root / f".{s}.share.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _link_tree(donor / s, tmp)
+        os.replace(tmp, dst)
+        manifest["stages"][s] = {**donor_recs[s], "shared_from": os.path.relpath(donor, root)}
+        atomic_write_json(manifest_path, manifest)  # after each stage: a crash leaves a consistent prefix
+    return stages
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics and summaries
+
+
+def _dotted(obj: Any, path: str) -> Any:
+    cur = obj
+    for key in path.split("."):
+        if isinstance(cur, dict) and key in cur:
+            cur = cur[key]
+        elif isinstance(cur, list) and key.isdigit() and int(key) < len(cur):
+            cur = cur[int(key)]
+        else:
+            return None
+    return cur
+
+
+def last_model_stage(recipe: Recipe) -> str:
+    return [s for s in recipe.stages() if s not in ("data", "audit", "report")][-1]
+
+
+def extract_metric(run_root: Path, recipe: Recipe, m: MetricSpec, audit_dir: str = "audit") -> dict[str, Any]:
+    """{"value": float | None, "ci95": [lo, hi] | None} for one metric of one finished run."""
+    stage = m.stage or last_model_stage(recipe)
+    model = last_model_stage(recipe) if m.model == "last" else m.model
+    value, ci = None, None
+    if m.source == "audit":
+        path = run_root / audit_dir / model / "audit.json"
+        if path.exists():
+            agg = json.loads(path.read_text())
+            value = _dotted(agg, m.path)
+            ci = _dotted(agg, m.ci) if m.ci else None
+    elif m.source == "result":
+        rec = _complete_records(run_root).get(stage, {})
+        value = _dotted(rec.get("result", {}), m.path)
+    else:
+        path = run_root / stage / "metrics.jsonl"
+        if path.exists():
+            vals = []
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                v = _dotted(row, m.path)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    vals.append(float(v))
+            if vals:
+                tail = vals[-m.last:]
+                value = sum(tail) / len(tail)
+    if isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, (int, float)):
+        value = None
+    if not (isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)):
+        ci = None
+    return {"value": None if value is None else float(value), "ci95": ci}
+
+
+def summarize_run(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, reduced: bool,
+                  shared: list[str] | None = None) -> dict[str, Any]:
+    root = recipe.run_dir()
+    manifest = json.loads((root / "manifest.json").read_text())
+    audit_dirs = {"audit": "audit"}
+    if exp.spec.arms[arm].tip is not None:  # type: ignore[union-attr]
+        audit_dirs["tip"] = "audit-tip"
+    metrics = {m.name: extract_metric(root, recipe, m, "audit-tip" if "tip" in audit_dirs else "audit")
+               for m in exp.spec.metrics}
+    stages = {s: {"seconds": rec.get("seconds"), "fingerprint": rec.get("fingerprint"),
+                  "finished": rec.get("finished"), "shared_from": rec.get("shared_from")}
+              for s, rec in manifest.get("stages", {}).items()}
+    return {
+        "experiment": exp.name,
+        "arm": arm,
+        "seed": seed,
+        "reduced": reduced,
+        "recipe_hash": recipe_hash(recipe),
+        "experiment_file": os.path.relpath(exp.path.resolve(), exp.root.resolve()),
+        "experiment_file_hash": file_hash(exp.path),
+        "base_recipe": exp.spec.recipe,
+        "base_recipe_hash": file_hash(exp.recipe_path()),
+        "stages": stages,
+        "shared_stages": shared or [],
+        "compute_seconds": round(sum((r.get("seconds") or 0) for s, r in stages.items() if not r.get("shared_from")), 1),
+        "metrics": metrics,
+        "versions": manifest.get("versions") or versions(),
+        "hardware": manifest.get("hardware"),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def summary_path(results: Path, exp: str, arm: str, seed: int) -> Path:
+    return results / exp / f"{arm}-s{seed}.json"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding variants
+
+
+def audit_tip(run: Run, tip) -> None:
+    """Audit the run's last model again with the thought-switching penalty into ``<run>/audit-tip/<model>/``."""
+    import torch
+
+    from thinktune.audit.battery import audit_model, with_unanswerable, write_audit
+    from thinktune.data.records import read_records
+    from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig
+    from thinktune.formatting import CompletionFormat
+    from thinktune.models import load_stage_output
+
+    recipe, cfg = run.recipe, run.recipe.audit
+    assert cfg is not None, "a TIP arm needs the audit stage"
+    stage = last_model_stage(recipe)
+    target = run.root / "audit-tip" / stage
+    if (target / "audit.json").exists():
+        return
+    records = read_records(run.output_path("data") / "eval.jsonl")
+    if cfg.max_items:
+        records = records[: cfg.max_items]
+    records, _ = with_unanswerable(records, cfg)
+    torch.manual_seed(recipe.seed)
+    model, tok = load_stage_output(run.output_path(stage), recipe.model)
+    kw: dict[str, Any] = {"alpha": tip.alpha, "beta": tip.beta}
+    if tip.words:
+        kw["words"] = tip.words
+    fmt = CompletionFormat(**recipe.format.model_dump())
+    agg, rows = audit_model(model, tok, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
+                            label=f"{stage}+tip", seed=recipe.seed,
+                            logits_processors=[ThoughtSwitchPenalty.from_config(tok, TipConfig(**kw))])
+    agg["tip"] = kw
+    tmp = target.with_name(f".{stage}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_audit(tmp, agg, rows)
+    os.replace(tmp, target)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class RunOutcome:
+    experiment: str
+    arm: str
+    seed: int
+    status: str  # "done" | "skipped" | "failed"
+    seconds: float = 0.0
+    shared: tuple[str, ...] = ()
+    error: str = ""
+
+
+def run_one(exp: LoadedExperiment, arm: str, seed: int, out: Path, results: Path, reduced: bool = False,
+            stage_fns: dict[str, Callable] | None = None) -> RunOutcome:
+    """One arm × seed: skip when its summary matches, else share, execute, audit variants, summarize."""
+    recipe = exp.arm_recipe(arm, seed, reduced, out / exp.name)
+    spath = summary_path(results, exp.name, arm, seed)
+    if spath.exists():
+        try:
+            old = json.loads(spath.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("recipe_hash") == recipe_hash(recipe) and old.get("reduced") == reduced:
+            return RunOutcome(exp.name, arm, seed, "skipped")
+    t0 = time.perf_counter()
+    shared = share_stages(recipe, out)
+    if shared:
+        reporter().note(f"{exp.name}/{arm}-s{seed}: sharing {', '.join(shared)} from a completed run")
+    if recipe.threads:
+        import torch
+
+        torch.set_num_threads(recipe.threads)
+    run = execute(recipe, stage_fns=stage_fns)
+    tip = exp.spec.arms[arm].tip  # type: ignore[union-attr]
+    variant_error = None
+    if tip is not None:
+        try:
+            audit_tip(run, tip)
+        except ValueError as e:  # e.g. this tokenizer cannot spell any switch word: recorded, the table says why
+            variant_error = f"TIP: {e}"
+    summary = summarize_run(exp, arm, seed, recipe, reduced, shared)
+    if variant_error:
+        summary["variant_error"] = variant_error
+    atomic_write_json(spath, summary)
+    return RunOutcome(exp.name, arm, seed, "done", time.perf_counter() - t0, tuple(shared))
+
+
+def _worker(args: tuple) -> RunOutcome:
+    exp_path, root, arm, seed, out, results, reduced = args
+    from thinktune.experiments.spec import load_experiment
+
+    exp = load_experiment(exp_path, root)
+    try:
+        return run_one(exp, arm, seed, Path(out), Path(results), reduced)
+    except Exception as e:  # noqa: BLE001 - reported in the parent with the run named
+        return RunOutcome(exp.name, arm, seed, "failed", error=f"{type(e).__name__}: {e}")
+
+
+def plan_order(items: list[tuple[LoadedExperiment, str, int, Recipe]]) -> list[tuple[int, int | None]]:
+    """(index, index of the earlier run it must wait for) so that runs sharing a trained stage (sft, dpo, grpo) wait for
+    the first run that computes it: the earlier run with the longest common prefix of stage fingerprints."""
+    fps = [[(s, f) for s, f in stage_fingerprints(r).items()] for *_, r in items]
+    deps: list[tuple[int, int | None]] = []
+    for i, mine in enumerate(fps):
+        best, best_len = None, 0
+        for j in range(i):
+            n, trained = 0, False
+            for a, b in zip(mine, fps[j]):
+                if a != b:
+                    break
+                n, trained = n + 1, trained or a[0] not in ("data", "base")
+            if trained and n > best_len:  # data and the tiny base take seconds: not worth waiting for
+                best, best_len = j, n
+        deps.append((i, best))
+    return deps
+
+
+def run_experiments(exps: list[LoadedExperiment], out: Path, results: Path, reduced: bool = False, jobs: int = 1,
+                    on_done: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
+    """Every arm × seed of every experiment. ``jobs`` > 1 runs that many in parallel (separate processes); a run that
+    can share stages with an earlier one waits for it."""
+    outcomes: list[RunOutcome] = []
+
+    def done(o: RunOutcome) -> None:
+        outcomes.append(o)
+        if on_done:
+            on_done(o)
+
+    ready_exps = []
+    for e in exps:
+        if missing := e.missing_requirements():  # e.g. a dpo experiment before the dpo stage exists: pending
+            done(RunOutcome(e.name, "*", -1, "pending", error=f"needs recipe block(s) {', '.join(missing)}"))
+        else:
+            ready_exps.append(e)
+    items = [(e, arm, seed, e.arm_recipe(arm, seed, reduced, out / e.name)) for e in ready_exps
+             for arm, seed in e.runs(reduced)]  # validates every arm before anything runs
+
+    if jobs <= 1:
+        for e, arm, seed, _ in items:
+            try:
+                done(run_one(e, arm, seed, out, results, reduced))
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # noqa: BLE001 - one failed run does not stop the others; reported at the end
+                if os.environ.get("THINKTUNE_DEBUG"):
+                    raise
+                done(RunOutcome(e.name, arm, seed, "failed", error=f"{type(err).__name__}: {err}"))
+        return outcomes
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    deps = dict(plan_order(items))
+    finished: set[int] = set()
+    pending = list(range(len(items)))
+    running: dict[cf.Future, int] = {}
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        while pending or running:
+            for i in list(pending):
+                if len(running) >= jobs:
+                    break
+                if deps[i] is None or deps[i] in finished:
+                    e, arm, seed, _ = items[i]
+                    fut = pool.submit(_worker, (str(e.path), str(e.root), arm, seed, str(out), str(results), reduced))
+                    running[fut] = i
+                    pending.remove(i)
+            if not running:  # everything left waits on something that cannot start: run in order
+                deps = {i: None for i in pending}
+                continue
+            ready, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for fut in ready:
+                finished.add(running.pop(fut))
+                done(fut.result())
+    return outcomes
