@@ -35,8 +35,8 @@ from thinktune.errors import RecipeError
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
-STAGE_ORDER = ("data", "base", "sft", "grpo", "audit", "report")
-MODEL_STAGES = ("base", "sft", "grpo")  # stages whose output is a model the audit compares
+STAGE_ORDER = ("data", "base", "sft", "dpo", "grpo", "audit", "report")
+MODEL_STAGES = ("base", "sft", "dpo", "grpo")  # stages whose output is a model the audit compares
 
 
 class _Strict(BaseModel):
@@ -321,6 +321,55 @@ class GRPOStage(_Strict):
         return self
 
 
+class DPOStage(_Strict):
+    """Direct preference optimisation (Rafailov et al., arXiv 2305.18290) with TRL's DPOTrainer (METHODS.md §11).
+
+    Pairs come from the input model's own samples graded by the verifier (``self``), from a teacher model's samples
+    (``teacher``), or from a JSONL file (``file``); see stages/dpo.py.
+    """
+
+    pairs: Literal["self", "teacher", "file"] = "self"  # where the (chosen, rejected) pairs come from
+    pairs_file: str | None = None  # pairs=file: JSONL rows {question | prompt, chosen, rejected}
+    teacher: str | None = None  # pairs=teacher: model dir or hub id sampled instead of the input model
+    samples_per_question: PositiveInt = 8  # completions sampled per training question (self / teacher)
+    pairs_per_question: PositiveInt = 1  # at most this many (correct, incorrect) pairs per question
+    max_questions: PositiveInt | None = None  # sample only the first N training questions (None = all)
+    temperature: PositiveFloat = 1.0  # sampling temperature for pair building
+    max_new_tokens: PositiveInt = 256  # completion cap while sampling (a truncated completion grades incorrect)
+    beta: PositiveFloat = 0.1  # β: strength of the implicit KL to the reference (TRL default 0.1)
+    loss_type: str | list[str] = "sigmoid"  # TRL loss_type; a list mixes losses, e.g. [sigmoid, sft] = RPO-style NLL
+    learning_rate: PositiveFloat = 1e-6  # peak LR (TRL default 1e-6; from-scratch tiny models want more)
+    lr_scheduler: str = "linear"  # transformers scheduler name
+    warmup_ratio: NonNegativeFloat = 0.0  # fraction of steps spent warming up
+    epochs: PositiveFloat = 1.0  # passes over the pairs (ignored when max_steps is set)
+    max_steps: PositiveInt | None = None  # optimizer steps; overrides epochs
+    examples_per_step: PositiveInt = 32  # pairs per optimizer step, summed over processes
+    micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass on one process
+    max_length: PositiveInt = 1024  # prompt + completion tokens; longer pairs are dropped (not truncated)
+    save_steps: PositiveInt = 50  # checkpoint every N steps (resumable)
+    keep_checkpoints: PositiveInt = 2  # committed checkpoints kept
+    logging_steps: PositiveInt = 10  # metrics.jsonl cadence
+    eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
+    eval_items: PositiveInt = 100  # held-out items used by eval_every
+    gradient_checkpointing: bool = False  # trade compute for memory (pointless for small models)
+    max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
+    trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.DPOConfig fields, validated against TRL
+
+    @model_validator(mode="after")
+    def _source(self) -> DPOStage:
+        if self.pairs == "file" and not self.pairs_file:
+            raise ValueError("pairs: file needs pairs_file (a JSONL of question/prompt, chosen, rejected)")
+        if self.pairs != "file" and self.pairs_file:
+            raise ValueError(f"pairs_file is only read with pairs: file (pairs is {self.pairs!r})")
+        if self.pairs == "teacher" and not self.teacher:
+            raise ValueError("pairs: teacher needs teacher (a model directory or hub id)")
+        if self.pairs != "teacher" and self.teacher:
+            raise ValueError(f"teacher is only used with pairs: teacher (pairs is {self.pairs!r})")
+        if self.pairs != "file" and self.samples_per_question < 2:
+            raise ValueError("samples_per_question must be >= 2 (a pair needs a correct and an incorrect sample)")
+        return self
+
+
 class AuditStage(_Strict):
     """The reasoning audit of every model of the run on the same items (METHODS.md §6–8, §10, §13; audit/).
 
@@ -378,6 +427,7 @@ class Recipe(_Strict):
     format: FormatConfig = Field(default_factory=FormatConfig)
     data: DataConfig
     sft: SFTStage | None = None
+    dpo: DPOStage | None = None  # runs after sft, before grpo
     grpo: GRPOStage | None = None
     audit: AuditStage | None = None
     report: ReportStage | None = None
@@ -388,7 +438,8 @@ class Recipe(_Strict):
 
     def stages(self) -> list[str]:
         """Stages this recipe runs, in order."""
-        present = {"data": True, "base": True, "sft": self.sft is not None, "grpo": self.grpo is not None,
+        present = {"data": True, "base": True, "sft": self.sft is not None, "dpo": self.dpo is not None,
+                   "grpo": self.grpo is not None,
                    "audit": self.audit is not None, "report": self.report is not None}
         return [s for s in STAGE_ORDER if present[s]]
 
@@ -535,6 +586,21 @@ def check_inputs(recipe: Recipe, source: str) -> None:
             f"sft.examples_per_step ({recipe.sft.examples_per_step}) must be a multiple of "
             f"sft.micro_batch_size ({recipe.sft.micro_batch_size})"
         )
+    if recipe.dpo:
+        d = recipe.dpo
+        if d.examples_per_step % d.micro_batch_size:
+            problems.append(f"dpo.examples_per_step ({d.examples_per_step}) must be a multiple of "
+                            f"dpo.micro_batch_size ({d.micro_batch_size})")
+        if d.pairs_file:
+            from thinktune.data.records import DataError
+            from thinktune.data.pairs import read_pairs_file
+
+            try:
+                read_pairs_file(d.pairs_file)
+            except DataError as e:
+                problems.append(f"dpo.pairs_file: {e}")
+        if d.teacher and d.teacher.startswith((".", "/", "~")) and not Path(d.teacher).expanduser().exists():
+            problems.append(f"dpo.teacher: {d.teacher} does not exist")
     if recipe.grpo:
         g = recipe.grpo
         completions = g.prompts_per_step * g.samples_per_prompt

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from thinktune import __version__
-from thinktune.config import STAGE_ORDER, Recipe, fingerprint, resolved_dict
+from thinktune.config import MODEL_STAGES, STAGE_ORDER, Recipe, fingerprint, resolved_dict
 from thinktune.errors import RunStateError
 from thinktune.io import atomic_write_json, atomic_write_text
 from thinktune.progress import reporter
@@ -60,7 +60,7 @@ def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
     inputs: dict[str, Any] = {"seed": full["seed"], "model": full["model"], "format": full["format"],
                               "data": full["data"]}
     for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]:
-        if s in ("sft", "grpo", "audit") and full.get(s) is not None:
+        if s in ("sft", "dpo", "grpo", "audit") and full.get(s) is not None:
             inputs[s] = _strip(full[s])
     return inputs
 
@@ -227,7 +227,7 @@ class Run:
 
     # -- model references --------------------------------------------------------------------------------
     def model_stages(self) -> list[str]:
-        return [s for s in self.recipe.stages() if s in ("base", "sft", "grpo")]
+        return [s for s in self.recipe.stages() if s in MODEL_STAGES]
 
     def input_model_stage(self, stage: str) -> str:
         """The stage whose output model this stage starts from (the previous model stage)."""
@@ -262,10 +262,10 @@ def default_stage_fns() -> dict[str, StageFn]:
     """The built-in implementation of each stage (imported lazily: torch/TRL load only when a stage runs)."""
     from thinktune.audit import battery
     from thinktune.report import stage as report_stage
-    from thinktune.stages import base, data, grpo, sft
+    from thinktune.stages import base, data, dpo, grpo, sft
 
-    return {"data": data.run, "base": base.run, "sft": sft.run, "grpo": grpo.run, "audit": battery.run,
-            "report": report_stage.run}
+    return {"data": data.run, "base": base.run, "sft": sft.run, "dpo": dpo.run, "grpo": grpo.run,
+            "audit": battery.run, "report": report_stage.run}
 
 
 def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str, StageFn] | None = None) -> Run:

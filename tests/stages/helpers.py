@@ -9,6 +9,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# A CI-sized DPO block (recipes/quickstart_dpo.yaml at toy scale): 24 questions x 4 samples, a few pair steps.
+REDUCED_DPO = {"pairs": "self", "max_questions": 24, "samples_per_question": 4, "pairs_per_question": 2,
+               "max_new_tokens": 40, "learning_rate": 5.0e-5, "max_steps": 4, "examples_per_step": 4,
+               "micro_batch_size": 4, "max_length": 256, "save_steps": 2, "logging_steps": 1}
+
 
 def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
     raw = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
@@ -22,7 +27,12 @@ def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
                        preflight=False)  # this model is too small to learn the format: the pre-flight would refuse
     raw["audit"].update(max_new_tokens=40, batch_size=40)
     for stage, over in stage_overrides.items():
-        raw[stage].update(over)
+        if over is None:  # drop a stage: reduced_recipe(tmp, grpo=None)
+            raw.pop(stage, None)
+        elif stage == "dpo" and "dpo" not in raw:  # the quickstart has no DPO: a CI-sized block, then the overrides
+            raw["dpo"] = {**REDUCED_DPO, **over}
+        else:
+            raw[stage].update(over)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

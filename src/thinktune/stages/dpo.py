@@ -1,0 +1,300 @@
+"""DPO stage: preference pairs from verified samples, then TRL's ``DPOTrainer``.
+
+Loss: Direct Preference Optimization (Rafailov et al. 2023, arXiv 2305.18290), computed by TRL (``loss_type``,
+default ``sigmoid`` = the paper's loss; a list such as ``[sigmoid, sft]`` adds the NLL term of Iterative RPO).
+
+Pairs (METHODS.md §11.3), ``dpo.pairs``:
+
+- ``self``: sample ``samples_per_question`` completions per training question from this stage's input model and
+  grade each with the ``correct`` reward (rewards/library.py: the task's verifier *and* a well-formed completion, so
+  a right answer in a malformed block is a rejected completion). Up to ``pairs_per_question`` (correct, incorrect)
+  pairs are formed per question ("zip" policy: distinct correct and distinct incorrect texts, shuffled with the
+  seed, paired in order, the shorter list cycled); questions with only correct or only incorrect samples give no
+  pair and are counted — the DPO analogue of a zero-variance GRPO group. This is one iteration of *Iterative
+  Reasoning Preference Optimization* (Pang et al. 2024, arXiv 2404.19733), which samples CoTs from the current
+  model and pairs correct with incorrect ones.
+- ``teacher``: the same, with another model (``dpo.teacher``) sampling.
+- ``file``: a JSONL of ``{question | prompt, chosen, rejected}`` rows (``id`` optional), validated with
+  ``file:line: field:`` errors. ``question`` goes through the chat template; ``prompt`` is used verbatim.
+
+The pairs are written atomically to ``dpo/pairs.jsonl`` and their counts to ``dpo/pairs_stats.json`` (written
+last, so it marks the pairs complete); a resumed stage reuses them instead of sampling again.
+
+Reference model: this stage's input model. With LoRA, models.py merges the incoming adapter and a new adapter is
+trained, so TRL's "adapter disabled" reference is the input model. With full fine-tuning an in-memory copy of the
+input model is passed to TRL explicitly (TRL would otherwise reload ``config._name_or_path``, which after a merged
+LoRA SFT names the pre-SFT base). The stage result names the reference.
+
+Deviations from Pang et al.: one iteration (iterate by chaining runs), no NLL term unless ``loss_type`` asks for it,
+pairs are not filtered by length. Pairs longer than ``max_length`` tokens are dropped and counted, not truncated.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from thinktune.config import DPOStage, Recipe
+from thinktune.data.pairs import read_pairs_file
+from thinktune.data.records import Record, iter_jsonl, read_records, write_jsonl
+from thinktune.errors import StageError
+from thinktune.formatting import CompletionFormat, chat_prompt
+from thinktune.io import atomic_write_json
+from thinktune.models import load_stage_output
+from thinktune.progress import reporter
+from thinktune.run import Run
+from thinktune.stages.callbacks import HeldOutAccuracy
+from thinktune.stages.setup import (
+    device_args,
+    peft_config,
+    seed_everything,
+    stage_callbacks,
+    train_resumable,
+    trl_passthrough,
+    world_size,
+)
+
+log = logging.getLogger(__name__)
+
+SEQUENCES_PER_CALL = 256  # sampled sequences per generate() call while building pairs (prompts × samples)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pairs from samples
+
+
+@dataclass
+class PairStats:
+    questions: int = 0  # questions sampled
+    samples: int = 0  # completions sampled
+    correct: int = 0  # completions the verifier accepted (well formed, right answer)
+    incorrect: int = 0
+    ungradable: int = 0  # gold unusable: neither chosen nor rejected
+    with_both: int = 0  # questions with at least one correct and one incorrect completion
+    only_correct: int = 0  # skipped: nothing to reject
+    only_incorrect: int = 0  # skipped: nothing to choose
+    pairs: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.questions - self.with_both
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "skipped": self.skipped}
+
+
+def _distinct(texts: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+def pair_up(good: Sequence[str], bad: Sequence[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Up to ``n`` distinct (chosen, rejected) pairs: distinct texts shuffled, zipped, the shorter list cycled."""
+    good, bad = _distinct(good), _distinct(bad)
+    if not good or not bad:
+        return []
+    rng.shuffle(good)
+    rng.shuffle(bad)
+    out = []
+    for i in range(min(n, max(len(good), len(bad)))):
+        g, b = good[i % len(good)], bad[i % len(bad)]
+        if g != b:
+            out.append((g, b))
+    return out
+
+
+def build_pairs(records: Sequence[Record], samples: Sequence[Sequence[str]],
+                verify: Callable[[str, Record], float | None], pairs_per_question: int,
+                seed: int) -> tuple[list[dict[str, str]], PairStats]:
+    """Pairs from ``samples[i]`` (completions of ``records[i]``) graded by ``verify`` (1.0 correct, 0.0 incorrect,
+    None ungradable). The same seed gives the same pairs."""
+    if len(samples) != len(records):
+        raise ValueError(f"{len(samples)} sample lists for {len(records)} questions")
+    stats, pairs = PairStats(), []
+    for i, (record, texts) in enumerate(zip(records, samples)):
+        stats.questions += 1
+        stats.samples += len(texts)
+        good, bad = [], []
+        for t in texts:
+            v = verify(t, record)
+            if v is None:
+                stats.ungradable += 1
+            elif v >= 1.0:
+                good.append(t)
+            else:
+                bad.append(t)
+        stats.correct += len(good)
+        stats.incorrect += len(bad)
+        if not good or not bad:
+            if good:
+                stats.only_correct += 1
+            elif bad:
+                stats.only_incorrect += 1
+            continue
+        stats.with_both += 1
+        for chosen, rejected in pair_up(good, bad, pairs_per_question, random.Random(f"{seed}:{record.id}")):
+            pairs.append({"id": record.id, "question": record.question, "chosen": chosen, "rejected": rejected})
+    stats.pairs = len(pairs)
+    return pairs, stats
+
+
+def sample_completions(model, tokenizer, records: Sequence[Record], cfg: DPOStage, fmt: CompletionFormat,
+                       instruction: str | None, system: str | None, seed: int) -> list[list[str]]:
+    """``cfg.samples_per_question`` sampled completions per record (seeded, batched, stopping at the answer tag)."""
+    import torch
+
+    from thinktune.generation import SamplingParams, generate_texts
+
+    prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                            n=cfg.samples_per_question, stop=(fmt.stop,))
+    with torch.random.fork_rng(), reporter().task("dpo: sampling pairs", total=len(prompts)) as bar:
+        torch.manual_seed(seed)
+        return generate_texts(model, tokenizer, prompts, params,
+                              batch_size=max(1, SEQUENCES_PER_CALL // cfg.samples_per_question),
+                              on_batch=bar.advance)
+
+
+def make_pairs(run: Run, cfg: DPOStage, model, tokenizer, stage_dir: Path) -> tuple[list[dict[str, str]], dict]:
+    """The stage's pairs: reused from ``pairs.jsonl`` when a previous attempt completed them, else built."""
+    from thinktune.rewards.library import correct
+
+    recipe = run.recipe
+    pairs_path, stats_path = stage_dir / "pairs.jsonl", stage_dir / "pairs_stats.json"
+    if stats_path.exists() and pairs_path.exists():
+        reporter().note("[dpo] reusing pairs.jsonl from the interrupted attempt")
+        return [obj for _, obj in iter_jsonl(pairs_path)], json.loads(stats_path.read_text())
+    fmt = CompletionFormat(**recipe.format.model_dump())
+    if cfg.pairs == "file":
+        assert cfg.pairs_file is not None
+        pairs = read_pairs_file(cfg.pairs_file)
+        stats: dict[str, Any] = {"source": "file", "file": cfg.pairs_file, "pairs": len(pairs)}
+    else:
+        records = read_records(run.output_path("data") / "train.jsonl")
+        if cfg.max_questions:
+            records = records[: cfg.max_questions]
+        if cfg.pairs == "teacher":
+            from thinktune.config import ModelConfig
+            from thinktune.models import load_model
+
+            sampler, sampler_tok = load_model(ModelConfig(path=cfg.teacher))
+        else:
+            sampler, sampler_tok = model, tokenizer
+        samples = sample_completions(sampler, sampler_tok, records, cfg, fmt, recipe.model.instruction,
+                                     recipe.model.system, recipe.seed)
+        pairs, pair_stats = build_pairs(records, samples, lambda t, r: correct(t, r, fmt), cfg.pairs_per_question,
+                                        recipe.seed)
+        stats = {"source": cfg.pairs, **({"teacher": cfg.teacher} if cfg.teacher else {}), **pair_stats.to_dict()}
+        reporter().note(f"[dpo] {pair_stats.pairs} pairs from {pair_stats.with_both} of {pair_stats.questions} "
+                        f"questions ({pair_stats.only_correct} all correct, {pair_stats.only_incorrect} all wrong "
+                        f"skipped); {pair_stats.correct}/{pair_stats.samples} samples correct")
+    write_jsonl(pairs_path, pairs)
+    atomic_write_json(stats_path, stats)  # written last: marks pairs.jsonl complete
+    return pairs, stats
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def build_dataset(pairs: Sequence[dict[str, str]], tokenizer, recipe: Recipe, cfg: DPOStage):
+    """(datasets.Dataset of prompt/chosen/rejected, number of pairs dropped as longer than max_length)."""
+    from datasets import Dataset
+
+    rows, too_long = [], 0
+    for p in pairs:
+        prompt = p["prompt"] if "prompt" in p else chat_prompt(tokenizer, p["question"], recipe.model.instruction,
+                                                                recipe.model.system)
+        longest = max(len(tokenizer(prompt + p[k], add_special_tokens=False)["input_ids"]) for k in
+                      ("chosen", "rejected")) + 1  # + EOS
+        if longest > cfg.max_length:
+            too_long += 1
+            continue
+        rows.append({"prompt": prompt, "chosen": p["chosen"], "rejected": p["rejected"]})
+    return Dataset.from_list(rows), too_long
+
+
+def dpo_batch_args(cfg: DPOStage, n_processes: int) -> dict[str, int]:
+    per_process, rem = divmod(cfg.examples_per_step, n_processes)
+    assert rem == 0, "dpo.examples_per_step must split evenly across processes"
+    assert per_process % cfg.micro_batch_size == 0, "pairs per process must be a multiple of micro_batch_size"
+    return {"per_device_train_batch_size": cfg.micro_batch_size,
+            "gradient_accumulation_steps": per_process // cfg.micro_batch_size}
+
+
+def run(run: Run, resume: bool) -> dict[str, Any]:
+    from trl import DPOConfig, DPOTrainer
+
+    recipe, cfg = run.recipe, run.recipe.dpo
+    assert cfg is not None
+    stage_dir = run.stage_dir("dpo")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+    fmt = CompletionFormat(**recipe.format.model_dump())
+
+    input_final = run.output_path(run.input_model_stage("dpo"))
+    model, tokenizer = load_stage_output(input_final, recipe.model)
+    pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
+    dataset, too_long = build_dataset(pairs, tokenizer, recipe, cfg)
+    if len(dataset) == 0:
+        raise StageError(f"dpo: no training pairs ({json.dumps(pair_stats)}; {too_long} longer than "
+                         f"max_length={cfg.max_length}). Sample more (dpo.samples_per_question, dpo.max_questions) "
+                         f"or raise dpo.temperature")
+    if too_long:
+        log.warning("dpo: dropped %d pairs longer than max_length=%d", too_long, cfg.max_length)
+
+    lora = recipe.model.lora is not None
+    ref_model = None if lora else copy.deepcopy(model)  # taken before training: the input model's weights
+    reference = (f"input model {input_final} (adapter disabled)" if lora
+                 else f"input model {input_final} (in-memory copy passed to TRL)")
+    ours: dict[str, Any] = {
+        "output_dir": str(stage_dir),
+        **dpo_batch_args(cfg, world_size()),
+        "beta": cfg.beta,
+        "loss_type": [cfg.loss_type] if isinstance(cfg.loss_type, str) else list(cfg.loss_type),
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps or -1,
+        "max_length": cfg.max_length,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": None,  # retention happens after the commit marker (callbacks.py)
+        "save_only_model": False,  # optimizer + RNG state are needed for exact resume
+        "logging_steps": cfg.logging_steps,
+        "report_to": list(recipe.report_to),
+        "run_name": f"{recipe.name}-dpo",
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        **device_args(),
+    }
+    try:
+        args = DPOConfig(**trl_passthrough(DPOConfig, cfg.trl, ours, "dpo"))
+    except ValueError as e:  # e.g. an unknown loss_type: TRL's message names it
+        raise StageError(f"dpo: TRL rejected the settings: {e}") from None
+    callbacks = stage_callbacks("dpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
+    if cfg.eval_every:
+        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
+        callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
+                                         cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(recipe.model.lora) if lora else None,
+        callbacks=callbacks,
+    )
+    result = train_resumable(trainer, tokenizer, "dpo", stage_dir, resume, input_final)
+    return {**result, "pairs": len(dataset), "dropped_too_long": too_long, "pair_stats": pair_stats,
+            "reference": reference}
