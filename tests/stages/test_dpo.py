@@ -4,6 +4,7 @@ end-to-end run added to a completed SFT run, and kill -9 resume (METHODS.md §11
 import json
 import math
 import random
+import shutil
 
 import pytest
 
@@ -181,21 +182,43 @@ def write_pairs(path):
 
 def dpo_recipe(tmp_path, name, pairs_file, **dpo):
     return reduced_recipe(tmp_path, name, grpo=None, report=None, audit={"max_items": 10},
-                          dpo={"pairs": "file", "pairs_file": str(pairs_file), "max_steps": 6, **dpo})
+                          dpo={"pairs": "file", "pairs_file": str(pairs_file), "max_steps": 6, "save_steps": 2,
+                               "logging_steps": 1, **dpo})
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory):
+    """(directory, pairs file): one finished data/base/sft run that each test copies and extends with a dpo block."""
+    root = tmp_path_factory.mktemp("dpo")
+    write_pairs(root / "pairs.jsonl")
+    sft_only = reduced_recipe(root, "sft", grpo=None, report=None, audit=None)
+    proc = thinktune("run", str(sft_only))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir(sft_only), root / "pairs.jsonl"
+
+
+def extend(sft_run, tmp_path, name):
+    """A copy of the finished SFT run under ``name`` and a recipe that adds the dpo stage to it."""
+    src, pairs = sft_run
+    recipe = dpo_recipe(tmp_path, name, pairs)
+    shutil.copytree(src, run_dir(recipe))
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def finished(sft_run, tmp_path_factory):
+    recipe = extend(sft_run, tmp_path_factory.mktemp("done"), "done")
+    proc = thinktune("run", str(recipe))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return recipe, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
-def test_dpo_stage_added_to_a_finished_sft_run(tmp_path):
-    n_pairs = write_pairs(tmp_path / "pairs.jsonl")
-    sft_only = reduced_recipe(tmp_path, "qs", grpo=None, report=None, audit=None)
-    assert thinktune("run", str(sft_only)).returncode == 0
-    recipe = dpo_recipe(tmp_path, "qs", tmp_path / "pairs.jsonl")
-    proc = thinktune("run", str(recipe))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = proc.stdout + proc.stderr
-    for done in ("data", "base", "sft"):
+def test_dpo_stage_added_to_a_finished_sft_run(sft_run, finished):
+    recipe, log = finished
+    for done in ("data", "base", "sft"):  # adding a stage never invalidates the completed ones
         assert f"[{done}] complete — skipped" in log
-
+    n_pairs = len(read_pairs_file(sft_run[1]))
     root = run_dir(recipe) / "dpo"
     assert json.loads((root / "final" / "thinktune_model.json").read_text())["kind"] == "full"
     assert (root / "final" / "model.safetensors").exists()
@@ -217,14 +240,9 @@ def test_dpo_stage_added_to_a_finished_sft_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_dpo_kill_then_resume_matches_uninterrupted(tmp_path):
-    write_pairs(tmp_path / "pairs.jsonl")
-    over = {"save_steps": 2, "logging_steps": 1}
-    ref = dpo_recipe(tmp_path, "ref", tmp_path / "pairs.jsonl", **over)
-    done = thinktune("run", str(ref))
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    recipe = dpo_recipe(tmp_path, "kill", tmp_path / "pairs.jsonl", **over)
+def test_dpo_kill_then_resume_matches_uninterrupted(sft_run, finished, tmp_path):
+    reference, _ = finished
+    recipe = extend(sft_run, tmp_path, "kill")
     root = run_dir(recipe)
     proc = start(recipe)
     kill_when(proc, root / "dpo" / "checkpoint-2" / "COMMITTED")
@@ -243,9 +261,9 @@ def test_dpo_kill_then_resume_matches_uninterrupted(tmp_path):
         rows = [json.loads(x) for x in (run_dir(run) / "dpo" / "metrics.jsonl").read_text().splitlines()]
         return {m["step"]: m["loss"] for m in rows if "loss" in m}
 
-    want, got = losses(ref), losses(recipe)
+    want, got = losses(reference), losses(recipe)
     assert sorted(got) == list(range(1, 7))
     assert got == pytest.approx(want, abs=1e-5)  # steps after the checkpoint train on the same batches
-    a = json.loads((run_dir(ref) / "results.json").read_text())["models"]["dpo"]
+    a = json.loads((run_dir(reference) / "results.json").read_text())["models"]["dpo"]
     b = json.loads((root / "results.json").read_text())["models"]["dpo"]
     assert a == b
