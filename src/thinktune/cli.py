@@ -210,7 +210,7 @@ def _print_results(root: Path) -> None:
 def export_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<name>).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the standalone model.")],
-    stage: Annotated[str | None, typer.Option(help="Which model (base, sft, grpo); default: the last one trained.")] = None,
+    stage: Annotated[str | None, typer.Option(help="Which model (base, sft, dpo, grpo); default: the last one trained.")] = None,
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge adapters into the weights.")] = True,
 ) -> None:
     """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template) plain transformers loads."""
