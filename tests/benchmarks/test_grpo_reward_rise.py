@@ -37,3 +37,14 @@ def test_windows_are_the_first_and_last_tenth_of_steps(tmp_path, capsys):
 def test_coarse_logging_is_refused():
     with pytest.raises(ValueError, match="first/last 10 steps"):
         rise.reward_rise([{"step": 50, "reward": 0.1}, {"step": 100, "reward": 0.2}], 100)
+
+
+def test_additions_benchmark_time_to_target_sums_step_times_up_to_the_first_eval_at_target():
+    spec = importlib.util.spec_from_file_location("bench_add", ROOT / "benchmarks" / "bench_grpo_additions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"step": 5, "step_time": 2.0}, {"step": 10, "step_time": 4.0}, {"step": 10, "eval_accuracy": 0.55},
+            {"step": 15, "step_time": 1.0}, {"step": 20, "step_time": 1.0}, {"step": 20, "eval_accuracy": 0.62}]
+    assert bench.time_to_target(rows, 0.6) == (40.0, 0.62, 40.0)
+    assert bench.time_to_target(rows, 0.5) == (30.0, 0.62, 40.0)
+    assert bench.time_to_target(rows, 0.7) == (None, 0.62, 40.0)
