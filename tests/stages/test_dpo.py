@@ -267,3 +267,21 @@ def test_dpo_kill_then_resume_matches_uninterrupted(sft_run, finished, tmp_path)
     a = json.loads((run_dir(reference) / "results.json").read_text())["models"]["dpo"]
     b = json.loads((root / "results.json").read_text())["models"]["dpo"]
     assert a == b
+
+
+def test_sampling_is_seeded_and_gives_k_completions_per_question():
+    from tests.tiny_chain import CORPUS
+    from thinktune.config import DPOStage, TinyModelConfig
+    from thinktune.formatting import DEFAULT_FORMAT
+    from thinktune.models import build_tiny
+    from thinktune.stages.dpo import sample_completions
+
+    model, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                                            vocab_size=280), CORPUS, seed=0)
+    records = [rec(i, i, 2) for i in range(3)]
+    cfg = DPOStage(samples_per_question=4, max_new_tokens=8)
+    a = sample_completions(model, tok, records, cfg, DEFAULT_FORMAT, None, None, seed=0)
+    assert [len(x) for x in a] == [4, 4, 4]
+    assert a == sample_completions(model, tok, records, cfg, DEFAULT_FORMAT, None, None, seed=0)
+    assert a != sample_completions(model, tok, records, cfg, DEFAULT_FORMAT, None, None, seed=1)
+    assert len({t for row in a for t in row}) > 3  # sampled, not greedy
