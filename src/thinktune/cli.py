@@ -159,11 +159,18 @@ def run_cmd(
     restart_from: Annotated[str | None, typer.Option("--restart-from", help="Redo this stage and every later one.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: the recipe's `threads`, else all cores).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
+    processes: Annotated[int | None, typer.Option(min=1, help="Train each training stage in N processes (torchrun: "
+                                                              "gloo DDP on CPU, NCCL on GPUs; default 1, or the "
+                                                              "accelerate config's num_processes); `threads` is per "
+                                                              "process.")] = None,
+    accelerate_config: Annotated[Path | None, typer.Option(
+        "--accelerate-config", help="Launch training stages with this accelerate config (DeepSpeed, FSDP; "
+                                    "configs/accelerate/).")] = None,
 ) -> None:
     """Run a recipe's stages into runs/<name>/: skips complete stages, resumes an interrupted one."""
     _setup_logging(verbose)
     from thinktune.config import load_recipe
-    from thinktune.run import execute
+    from thinktune.run import default_stage_fns, execute
 
     with _user_errors():
         r = load_recipe(recipe, overrides or [])
@@ -172,9 +179,17 @@ def run_cmd(
             import torch
 
             torch.set_num_threads(threads)
+        stage_fns = None
+        if (processes or 1) > 1 or accelerate_config is not None:
+            from thinktune.stages.worker import TRAINING_STAGES, check_processes, launched_stage_fns
+
+            processes = check_processes(r, processes, accelerate_config)
+            fns = default_stage_fns()
+            stage_fns = {**fns, **launched_stage_fns(processes, accelerate_config, threads,
+                                                     tuple(s for s in fns if s in TRAINING_STAGES))}
         prev = set_reporter(RichReporter(console))
         try:
-            run = execute(r, restart_from=restart_from)
+            run = execute(r, restart_from=restart_from, stage_fns=stage_fns)
         finally:
             set_reporter(prev)
     _print_results(run.root)

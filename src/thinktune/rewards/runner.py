@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from thinktune.data.records import Record
+from thinktune.distributed import gather_to_main
 from thinktune.errors import StageError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat
 from thinktune.rewards.library import (
@@ -243,13 +244,20 @@ class RewardRunner:
         if index != len(self.specs) - 1:
             return
         step = step or 0
+        rows = []
+        for i, (text, rec) in enumerate(zip(texts, records)):
+            rid = _parse_record(rec).id if isinstance(rec, str) else rec.id
+            rewards = {name: vals[i] for name, vals in self._pending.items()}
+            rows.append(json.dumps({"step": step, "id": rid, "completion": text, "rewards": rewards}) + "\n")
+        self._pending = {}
+        # Several processes (`run --processes N`): each scored its own slice of the batch; rank 0 writes them all,
+        # in rank order, which is the order one process would have written them in.
+        gathered = gather_to_main(rows)
+        if gathered is None:
+            return
         self.completions_dir.mkdir(parents=True, exist_ok=True)
         with open(self.completions_dir / f"step-{step:06d}.jsonl", "a", encoding="utf-8") as fh:
-            for i, (text, rec) in enumerate(zip(texts, records)):
-                rid = _parse_record(rec).id if isinstance(rec, str) else rec.id
-                rewards = {name: vals[i] for name, vals in self._pending.items()}
-                fh.write(json.dumps({"step": step, "id": rid, "completion": text, "rewards": rewards}) + "\n")
-        self._pending = {}
+            fh.writelines(row for part in gathered for row in part)
 
 
 def _parse_record(record: Record | str) -> Record:

@@ -66,6 +66,9 @@ class CommitCheckpoints(TrainerCallback):
         self.keep = keep
 
     def on_save(self, args, state, control, **kwargs):
+        from thinktune.distributed import barrier
+
+        barrier()  # every process has written its part (rng_state_{rank}.pth, shards) before the marker
         if not state.is_world_process_zero:
             return
         ckpt = self.stage_dir / f"checkpoint-{state.global_step}"

@@ -24,6 +24,7 @@ from typing import Any
 
 from thinktune.config import GRPOStage
 from thinktune.data.records import read_records
+from thinktune.distributed import barrier, is_main
 from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt
 from thinktune.models import load_stage_output
@@ -101,10 +102,11 @@ def pin_reference(model, tokenizer, cfg: GRPOStage, lora: bool, input_final, sta
     kind = json.loads((input_final / "thinktune_model.json").read_text()).get("kind", "full")
     if kind == "adapter":
         ref = stage_dir / "reference"
-        if not (ref / "config.json").exists():
+        if not (ref / "config.json").exists() and is_main():
             from thinktune.models import save_model
 
             save_model(model, tokenizer, ref)
+        barrier()
         model.config._name_or_path = str(ref)
     return str(model.config._name_or_path)
 
@@ -148,13 +150,15 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
     recipe = run.recipe
     if cfg.reward_audit:  # RELIABILITY.md §8: a reward that pays for a hack is found before it is trained on
         report = audit_rewards(cfg.rewards, records, fmt, runner=rewards, max_items=cfg.reward_audit_items)
-        atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
+        if is_main():  # every process audits (deterministic), one writes
+            atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
         if not report.ok:
             raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_audit=false)")
         reporter().note(f"[grpo] {report.summary()}")
     if cfg.preflight and not resume:
         numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
-        atomic_write_json(stage_dir / "preflight.json", numbers)
+        if is_main():  # seeded sampling: every process computes the same numbers, one writes
+            atomic_write_json(stage_dir / "preflight.json", numbers)
         check(numbers, cfg.preflight_max_truncated)
         reporter().note(f"[grpo] pre-flight: {numbers['zero_variance_fraction']:.0%} of {numbers['groups']} groups "
                         f"without reward variance, {numbers['truncated_fraction']:.0%} truncated")

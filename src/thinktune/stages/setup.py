@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from thinktune import distributed
 from thinktune.errors import RecipeError
 from thinktune.io import atomic_write_json, atomic_write_text, commit_dir, staging_dir
 
@@ -37,8 +38,7 @@ def device_args() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False, "fp16": False}
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+world_size = distributed.world_size  # processes of this stage (1, or N under `thinktune run --processes N`)
 
 
 def trl_passthrough(config_cls: type, extra: dict[str, Any], ours: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -59,12 +59,16 @@ def write_effective_config(stage_dir: Path, args: Any) -> None:
     atomic_write_json(stage_dir / "effective_config.json", json.loads(args.to_json_string()))
 
 
-def save_final(model, tokenizer, stage_dir: Path, input_final: Path | None) -> Path:
-    """Write ``final/`` atomically: full weights, or an adapter plus a pointer to the model it applies to."""
+def save_final(model, tokenizer, stage_dir: Path, input_final: Path | None,
+               state_dict: dict[str, Any] | None = None) -> Path:
+    """Write ``final/`` atomically: full weights, or an adapter plus a pointer to the model it applies to.
+
+    One process only (rank 0). ``state_dict``: the full weights gathered from a sharded model (ZeRO-3, FSDP).
+    """
     target = stage_dir / "final"
     tmp = staging_dir(target)
     is_adapter = hasattr(model, "peft_config")
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(tmp)
     meta: dict[str, Any] = {"kind": "adapter" if is_adapter else "full"}
     if is_adapter:
@@ -106,8 +110,11 @@ def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: boo
     from thinktune.stages.callbacks import latest_committed, remove_uncommitted
 
     trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
-    write_effective_config(stage_dir, trainer.args)
-    removed = remove_uncommitted(stage_dir)
+    removed = []
+    if distributed.is_main():  # one writer; the other processes wait (thinktune.distributed)
+        write_effective_config(stage_dir, trainer.args)
+        removed = remove_uncommitted(stage_dir)
+    distributed.barrier()
     if removed:
         reporter().note(f"[{stage}] discarded {len(removed)} uncommitted checkpoint(s): "
                         f"{', '.join(p.name for p in removed)}")
@@ -116,7 +123,12 @@ def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: boo
         reporter().note(f"[{stage}] resuming from {ckpt.name}")
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    save_final(trainer.model, tokenizer, stage_dir, input_final)
+    state_dict = None
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:  # sharded weights: every process takes part
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if distributed.is_main():
+        save_final(trainer.model, tokenizer, stage_dir, input_final, state_dict)
+    distributed.barrier()
     return {
         "train_loss": round(float(out.training_loss), 4),
         "steps": trainer.state.global_step,

@@ -1,0 +1,154 @@
+"""`thinktune run --processes 2` (torchrun, gloo on CPU) against one process at the same global batch.
+
+SFT: the 2-process run splits each step's examples over the ranks (accelerate hands micro-batch i to rank
+i mod 2 from the same seeded sampler); the 1-process run accumulates the same micro-batches. The loss is
+normalised by the tokens of the whole step on both sides, so the per-step loss in metrics.jsonl must agree to
+float rounding (≤ 1e-4; measured: bit-identical on this model). GRPO: TRL's RepeatSampler is seeded and shared by
+the ranks, so each step draws the same prompts; the completions differ (generation is seeded per rank), so only
+the prompt ids are compared. The tiny model has no dropout (Qwen2 attention_dropout 0, no LoRA).
+"""
+
+import json
+
+import pytest
+import yaml
+
+from tests.stages.helpers import ROOT, reduced_recipe, thinktune
+
+STEPS_SFT, STEPS_GRPO = 6, 3
+OVERRIDES = {
+    # 16 examples per step in micro-batches of 8: 1 process accumulates 2, 2 processes take 1 each
+    "sft": {"max_steps": STEPS_SFT, "examples_per_step": 16, "micro_batch_size": 8, "save_steps": 3,
+            "logging_steps": 1, "eval_every": None},
+    # 4 prompts × 4 samples = 16 completions per step in micro-batches of 8
+    "grpo": {"max_steps": STEPS_GRPO, "micro_batch_size": 8, "save_steps": 3, "logging_steps": 1,
+             "reward_audit": False, "eval_every": None},
+}
+
+
+def _recipe(tmp_path, name):
+    path = reduced_recipe(tmp_path, name, **OVERRIDES)
+    raw = yaml.safe_load(path.read_text())
+    del raw["audit"], raw["report"]  # the comparison is about training; audit/report run in the parent anyway
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _loss_by_step(run_dir):
+    return {r["step"]: r["loss"] for r in _rows(run_dir / "sft" / "metrics.jsonl") if "loss" in r}
+
+
+def _prompt_ids_by_step(run_dir):
+    out = {}
+    for f in sorted((run_dir / "grpo" / "completions").glob("step-*.jsonl")):
+        rows = _rows(f)
+        out[rows[0]["step"]] = sorted(r["id"] for r in rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mp")
+    out = {}
+    for name, args in (("one", []), ("two", ["--processes", "2"])):
+        recipe = _recipe(tmp, name)
+        proc = thinktune("run", str(recipe), *args)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        out[name] = tmp / "runs" / name
+    return out
+
+
+@pytest.mark.slow
+def test_sft_loss_per_step_matches_one_process(runs):
+    one, two = _loss_by_step(runs["one"]), _loss_by_step(runs["two"])
+    assert sorted(one) == sorted(two) == list(range(1, STEPS_SFT + 1))
+    diffs = {s: abs(one[s] - two[s]) for s in one}
+    assert max(diffs.values()) <= 1e-4, diffs
+    assert one[STEPS_SFT] < one[1]  # it trained (a run that learned nothing would also "match")
+
+
+@pytest.mark.slow
+def test_grpo_sees_the_same_prompts_per_step(runs):
+    one, two = _prompt_ids_by_step(runs["one"]), _prompt_ids_by_step(runs["two"])
+    assert sorted(one) == sorted(two) == list(range(STEPS_GRPO))
+    for step in one:
+        assert len(one[step]) == len(two[step]) == 16  # 4 prompts × 4 samples, both ranks' halves in one file
+        assert len(set(one[step])) == 4
+        assert one[step] == two[step], step
+    assert one[0] != one[1]  # the prompts do change from step to step
+
+
+@pytest.mark.slow
+def test_two_process_run_state_written_once(runs):
+    root = runs["two"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    for stage in ("sft", "grpo"):
+        rec = manifest["stages"][stage]
+        assert rec["status"] == "complete"
+        assert rec["result"]["processes"] == 2
+        assert rec["result"]["threads_per_process"] == 1  # the recipe's `threads: 1`, per process
+        assert (root / stage / "final" / "thinktune_model.json").is_file()
+        assert (root / stage / "launch.log").is_file()
+        ckpt = root / stage / f"checkpoint-{3}"
+        assert (ckpt / "COMMITTED").is_file()
+        assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+        steps = [r["step"] for r in _rows(root / stage / "metrics.jsonl") if "loss" in r]
+        assert steps == sorted(set(steps))  # one writer: no step logged twice
+    assert manifest["stages"]["sft"]["result"]["steps"] == STEPS_SFT
+    assert not list(root.glob("**/.*.tmp"))  # no staging directory left behind
+
+
+@pytest.mark.slow
+def test_worker_error_is_a_clean_message(tmp_path):
+    recipe = _recipe(tmp_path, "bad")
+    proc = thinktune("run", str(recipe), "--processes", "2", "sft.trl.not_a_field=1")
+    assert proc.returncode == 1
+    assert "error: sft (2 processes): sft.trl.not_a_field: not a field of trl.SFTConfig" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    manifest = json.loads((tmp_path / "runs" / "bad" / "manifest.json").read_text())
+    assert manifest["stages"]["sft"]["status"] == "running"  # the parent recorded the attempt, not a completion
+    assert not (tmp_path / "runs" / "bad" / "sft" / "final").exists()
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from thinktune.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_batch_that_does_not_split_is_refused_before_anything_runs(tmp_path):
+    recipe = _recipe(tmp_path, "odd")
+    code, output = _cli("run", str(recipe), "--processes", "3")
+    assert code == 1 and "Traceback" not in output
+    assert "sft.examples_per_step (16) must be a multiple of --processes × sft.micro_batch_size (3 × 8)" in output
+    assert "grpo.prompts_per_step × grpo.samples_per_prompt (16)" in output
+    assert not (tmp_path / "runs" / "odd").exists()
+
+
+def test_sharded_config_refuses_rank0_generation(tmp_path):
+    from thinktune.config import load_recipe
+    from thinktune.errors import RecipeError
+    from thinktune.stages.worker import check_processes
+
+    configs = ROOT / "configs" / "accelerate"
+    recipe = load_recipe(_recipe(tmp_path, "zero3"), ["sft.eval_every=5"])
+    for config in ("deepspeed_zero3.yaml", "fsdp.yaml"):
+        with pytest.raises(RecipeError, match=r"sft\.eval_every: held-out generation runs on rank 0 only"):
+            check_processes(recipe, 2, configs / config)
+    for config in ("deepspeed_zero2.yaml", "ddp.yaml"):  # replicated weights: rank 0 can generate alone
+        assert check_processes(recipe, 2, configs / config) == 2
+    with pytest.raises(RecipeError, match=r"(?s)--processes 8: .*\(8 × 8\)"):  # none given: the config's num_processes
+        check_processes(recipe, None, configs / "ddp.yaml")
+    with pytest.raises(RecipeError, match="--accelerate-config: .*missing.yaml does not exist"):
+        check_processes(recipe, 2, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distributed_type: MULTI_GPU\nnot_an_accelerate_key: 1\n")
+    with pytest.raises(RecipeError, match="not a valid accelerate config"):
+        check_processes(recipe, 2, bad)
