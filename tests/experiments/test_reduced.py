@@ -1,7 +1,8 @@
-"""CI: the reduced versions of experiments 1, 2 and 7 end to end through the CLI (real training at toy size).
+"""CI: the reduced versions of experiments 1 and 2 end to end through the CLI (real training at toy size).
 
-Checks that every arm writes its summary, that arms share trained stages across experiments (2's `genuine` and 7's
-`greedy` arm reuse 1's `cot` SFT), that a re-run skips finished runs, and that the evidence page is generated.
+Checks that every arm writes its summary, that arms share trained stages across experiments (2's `genuine` arm
+reuses 1's `cot` SFT), that a re-run skips finished runs, and that the evidence page is generated.
+(~20 s of CPU; experiment 7 needs SmolLM2 and is left to `thinktune experiments run 07 --reduced`.)
 """
 
 import json
@@ -15,27 +16,25 @@ pytestmark = pytest.mark.slow
 
 def test_reduced_experiments_end_to_end(tmp_path):
     out = tmp_path / "exp"
-    res = thinktune("experiments", "run", "01", "02", "07", "--reduced", "--out", str(out), cwd=ROOT)
+    res = thinktune("experiments", "run", "01", "02", "--reduced", "--out", str(out), cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     results = out / "results"
     summaries = {p.relative_to(results).as_posix(): json.loads(p.read_text()) for p in results.glob("*/*.json")}
     assert sorted(summaries) == ["01_cot_vs_answer_only/answer_only-s0.json", "01_cot_vs_answer_only/cot-s0.json",
-                                 "02_decorative_chains/decorative-s0.json", "02_decorative_chains/genuine-s0.json",
-                                 "07_tip/greedy-s0.json", "07_tip/tip-s0.json"]
+                                 "02_decorative_chains/decorative-s0.json", "02_decorative_chains/genuine-s0.json"]
     cot = summaries["01_cot_vs_answer_only/cot-s0.json"]
     assert cot["reduced"] and cot["shared_stages"] == [] and set(cot["stages"]) == {"data", "base", "sft", "audit"}
-    assert 0.0 <= cot["metrics"]["accuracy"]["value"] <= 100.0 and cot["metrics"]["accuracy"]["ci95"] is not None
+    assert 0.0 <= cot["metrics"]["accuracy"]["value"] <= 1.0 and cot["metrics"]["accuracy"]["ci95"] is not None
     assert summaries["02_decorative_chains/genuine-s0.json"]["shared_stages"] == ["data", "base", "sft"]
     assert summaries["02_decorative_chains/decorative-s0.json"]["shared_stages"] == []  # its data differ
-    greedy = summaries["07_tip/greedy-s0.json"]
-    assert greedy["shared_stages"] == ["data", "base", "sft"]
-    assert greedy["stages"]["sft"]["finished"] == cot["stages"]["sft"]["finished"]
-    # the tiny tokenizer cannot spell any switch word: recorded, and the page says why the experiment is pending
-    assert "switch words" in summaries["07_tip/tip-s0.json"]["variant_error"]
+    genuine = summaries["02_decorative_chains/genuine-s0.json"]
+    assert genuine["stages"]["sft"]["finished"] == cot["stages"]["sft"]["finished"]
+    assert genuine["stages"]["sft"]["shared_from"] == "../../01_cot_vs_answer_only/cot-s0"
+    assert genuine["compute_seconds"] < cot["compute_seconds"]  # only its audit ran
     page = (results / "EVIDENCE.md").read_text()
-    for name in ("01_cot_vs_answer_only", "02_decorative_chains", "07_tip"):
+    for name in ("01_cot_vs_answer_only", "02_decorative_chains"):
         assert f"## {name}" in page
-    assert "Reduced (CI) runs" in page and "usable first sub-token" in page
+    assert "Reduced (CI) runs" in page and "`01_cot_vs_answer_only/cot-s0.json`" in page
     assert "01_cot_vs_answer_only: " in res.stdout and "pending" not in res.stdout.split("01_cot_vs_answer_only: ")[1][:20]
 
     again = thinktune("experiments", "run", "01", "--reduced", "--out", str(out), "--no-table", cwd=ROOT)
