@@ -68,3 +68,15 @@ def test_bad_knobs_are_errors():
         task.generate(1, seed=0, ops="/")
     with pytest.raises(ValueError, match="trace"):
         task.generate(1, seed=0, trace="nope")
+
+
+def test_filler_trace_keeps_the_items_and_replaces_the_chain_by_decoration():
+    steps = task.generate(400, seed=3, max_ops=5, trace="steps")
+    filler = task.generate(400, seed=3, max_ops=5, trace="filler")
+    assert [(r.question, r.answer, r.meta) for r in steps] == [(r.question, r.answer, r.meta) for r in filler]
+    lines = [ln for r in filler for ln in r.reasoning.splitlines()]
+    assert lines and set(" ".join(lines).split()) == {"..."}  # no number, no operator: the chain does no work
+    empty = sum(not r.reasoning for r in filler) / len(filler)
+    assert 0.08 < empty < 0.22  # ~15 % empty chains keep the audit's zero-step prefix in distribution
+    assert all(len(r.reasoning.splitlines()) <= 6 for r in filler)
+    assert task.generate(400, seed=3, max_ops=5, trace="filler") == filler  # deterministic
