@@ -337,7 +337,9 @@ def run_experiments(exps: list[LoadedExperiment], out: Path, results: Path, redu
     ready_exps = []
     for e in exps:
         if missing := e.missing_requirements():  # e.g. a dpo experiment before the dpo stage exists: pending
-            done(RunOutcome(e.name, "*", -1, "pending", error=f"needs recipe block(s) {', '.join(missing)}"))
+            done(RunOutcome(e.name, "*", -1, "pending", error=f"needs recipe field(s) {', '.join(missing)}"))
+        elif not e.recipe_path().is_file():
+            done(RunOutcome(e.name, "*", -1, "pending", error=f"base recipe {e.spec.recipe} not in this checkout"))
         else:
             ready_exps.append(e)
     items = [(e, arm, seed, e.arm_recipe(arm, seed, reduced, out / e.name)) for e in ready_exps

@@ -95,6 +95,9 @@ def load_summaries(exp: LoadedExperiment, results: Path, reduced: bool = False) 
     stats: dict[str, dict[str, Stat]] = {a: {m.name: Stat([]) for m in exp.spec.metrics} for a in exp.spec.arms}
     runs: dict[str, list[str]] = {a: [] for a in exp.spec.arms}
     res = ExperimentResult(exp, stats, runs, list(seeds))
+    if not exp.recipe_path().is_file():
+        res.why_pending = f"its base recipe {exp.spec.recipe} is not in this checkout"
+        return res
     if missing := exp.missing_requirements():
         res.why_pending = (f"needs recipe field(s) {', '.join(missing)}, which this thinktune does not have yet"
                            + (f" — {exp.spec.requires_note.strip()}" if exp.spec.requires_note.strip() else ""))
@@ -196,7 +199,7 @@ def render(results: list[ExperimentResult], results_dir: str, reduced: bool = Fa
     lines += ["| experiment | verdict | runs |", "|---|---|---|"]
     for r in results:
         n = sum(len(v) for v in r.runs.values())
-        lines.append(f"| [{r.exp.name}](#{r.exp.name.replace('_', '-').lower()}) | {_BADGE[r.verdict]} | "
+        lines.append(f"| [{r.exp.name}](#{r.exp.name.lower()}) | {_BADGE[r.verdict]} | "
                      f"{n} / {len(r.expected_seeds) * len(r.exp.spec.arms)} |")
     lines.append("")
     for r in results:
@@ -206,7 +209,8 @@ def render(results: list[ExperimentResult], results_dir: str, reduced: bool = Fa
                   + (f" — {r.why_pending}" if r.verdict == "pending" else ""), "",
                   f"**Claim.** {spec.claim.strip()}", "", f"**Source.** {spec.source.strip()}", "",
                   f"**Recipe.** `{exp_file}` (sha256 `{file_hash(e.path)}`) on `{spec.recipe}` "
-                  f"(sha256 `{file_hash(e.recipe_path())}`); seeds {', '.join(map(str, r.expected_seeds))}.", ""]
+                  f"(sha256 `{file_hash(e.recipe_path()) if e.recipe_path().is_file() else 'missing'}`); "
+                  f"seeds {', '.join(map(str, r.expected_seeds))}.", ""]
         if spec.overrides:
             lines += ["Common overrides: " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in spec.overrides.items()), ""]
         if spec.cost:
