@@ -44,7 +44,7 @@ def list_cmd(directory: DirOpt = Path("experiments")) -> None:
 def run_cmd(
     names: NamesArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Run every experiment.")] = False,
-    reduced: Annotated[bool, typer.Option("--reduced", help="The CI-sized version (each experiment's `reduced:`).")] = False,
+    reduced: Annotated[bool, typer.Option("--reduced", help="The CI-sized version (`reduced:` of each file).")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the run directories go (shared between experiments, "
                                           "so arms reuse each other's completed stages).")] = Path("runs/experiments"),
     results: Annotated[Path | None, typer.Option(help="Where summaries go (default: experiments/results, or "
@@ -93,8 +93,8 @@ def run_cmd(
         finally:
             set_reporter(prev)
         if table:
-            _write_table(directory, results_dir, Path("docs/EVIDENCE.md") if not reduced else results_dir / "EVIDENCE.md",
-                         reduced, out)
+            page = results_dir / "EVIDENCE.md" if reduced else Path("docs/EVIDENCE.md")
+            _write_table(directory, results_dir, page, reduced, out)
     out.print(f"summaries: {results_dir}/")
     if failed:
         console.print(f"[bold red]error:[/] {len(failed)} run(s) failed: {', '.join(failed)}", highlight=False)

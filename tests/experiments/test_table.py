@@ -1,4 +1,4 @@
-"""docs/EVIDENCE.md from fixture summaries: deterministic, verdicts computed from the criteria (incl. not reproduced)."""
+"""docs/EVIDENCE.md from fixture summaries: deterministic; verdicts follow the criteria (incl. not reproduced)."""
 
 import json
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from thinktune.config import STAGE_ORDER, Recipe, fingerprint
+from thinktune.errors import RunStateError
 from thinktune.experiments.spec import LoadedExperiment, MetricSpec, file_hash, recipe_hash
 from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
@@ -59,10 +60,13 @@ def find_donor(recipe: Recipe, pool: Path) -> tuple[Path | None, list[str]]:
         if root.resolve() == target:
             continue
         recs = _complete_records(root)
+        try:
+            donor = Run(root, recipe)  # for output_path(), which depends on the root and the stage name alone
+        except RunStateError:  # a corrupt manifest: not a donor
+            continue
         shared = []
         for s in order:
-            probe = Run(root, recipe)  # only for output_path(), which depends on the stage name alone
-            if s in recs and recs[s].get("fingerprint") == fps[s] and probe.output_path(s).exists():
+            if s in recs and recs[s].get("fingerprint") == fps[s] and donor.output_path(s).exists():
                 shared.append(s)
             else:
                 break
@@ -190,7 +194,7 @@ def summarize_run(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, re
         "base_recipe_hash": file_hash(exp.recipe_path()),
         "stages": stages,
         "shared_stages": shared or [],
-        "compute_seconds": round(sum((r.get("seconds") or 0) for s, r in stages.items() if not r.get("shared_from")), 1),
+        "compute_seconds": round(sum((r.get("seconds") or 0) for r in stages.values() if not r.get("shared_from")), 1),
         "metrics": metrics,
         "versions": manifest.get("versions") or versions(),
         "hardware": manifest.get("hardware"),

@@ -47,9 +47,9 @@ class _Strict(BaseModel):
 class MetricSpec(_Strict):
     """One number read from each finished run.
 
-    ``source: audit`` reads ``audit/<model>/audit.json`` (``audit_dir`` picks a decoding-variant audit, e.g.
-    ``audit-tip``); ``source: result`` reads ``manifest.json`` → ``stages.<stage>.result``; ``source: metrics`` averages
-    ``key`` over the last ``last`` records of ``<stage>/metrics.jsonl`` that have it (e.g. GRPO's ``kl``).
+    ``source: audit`` reads ``audit/<model>/audit.json`` (``audit-tip/<model>/`` in an arm with ``tip``);
+    ``source: result`` reads ``manifest.json`` → ``stages.<stage>.result``; ``source: metrics`` averages ``path``
+    over the last ``last`` records of ``<stage>/metrics.jsonl`` that have it (e.g. GRPO's ``kl``).
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.@-]+$")  # column name in EVIDENCE.md
@@ -164,7 +164,7 @@ class LoadedExperiment:
         return [(arm, seed) for seed in seeds for arm in self.spec.arms]
 
     def arm_recipe(self, arm: str, seed: int, reduced: bool = False, output_dir: str | Path = "runs") -> Recipe:
-        """The arm's recipe: base recipe ← experiment overrides ← arm overrides ← reduced ← name/seed/output_dir."""
+        """The arm's recipe: base ← experiment overrides ← arm overrides ← name/seed/output_dir ← reduced."""
         src = self.recipe_path()
         if not src.is_file():
             raise RecipeError(f"{self.path}: recipe: {self.spec.recipe} not found")

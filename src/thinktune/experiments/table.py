@@ -21,7 +21,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from thinktune.errors import ThinktuneError
 from thinktune.experiments.spec import Criterion, LoadedExperiment, file_hash, recipe_hash
