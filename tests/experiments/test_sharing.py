@@ -75,3 +75,16 @@ def test_other_seeds_and_other_sft_configs_share_nothing_trained(tmp_path):
     same = load_experiment(write_experiment(tmp_path, name="02_same", seeds=[0]))
     items = [(same, arm, 0, same.arm_recipe(arm, 0)) for arm in ("a", "b")]
     assert plan_order(items) == [(0, None), (1, 0)]
+
+
+def test_an_identical_arm_of_another_experiment_shares_everything_including_the_audit(tmp_path):
+    one = load_experiment(write_experiment(tmp_path, seeds=[0]))
+    two = load_experiment(write_experiment(tmp_path, name="02_same", seeds=[0]))
+    out, results, calls = tmp_path / "runs", tmp_path / "results", []
+    run_one(one, "a", 0, out, results, stage_fns=fake_stage_fns(calls))
+    n = len(calls)
+    assert run_one(two, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).shared == (
+        "data", "base", "sft", "grpo", "audit")
+    assert len(calls) == n  # nothing recomputed
+    s1, s2 = (json.loads((results / e / "a-s0.json").read_text()) for e in ("01_test", "02_same"))
+    assert s2["metrics"] == s1["metrics"] and s2["compute_seconds"] == 0

@@ -6,10 +6,10 @@ Layout: ``<out>/<experiment>/<arm>-s<seed>/`` is an ordinary run directory (run.
 Sharing (issue 9: "arms share completed stages through the run directory"): before a run starts, every run directory
 under ``<out>`` (all experiments) is a donor candidate. A stage's fingerprint (run.py) hashes the seed, model, data
 and the configs of this and every earlier stage, so a donor stage with the same fingerprint is exactly the stage this
-run would compute. The longest prefix of model stages (data, base, sft, dpo, grpo) that some donor has *complete*
+run would compute. The longest prefix of stages (data, base, sft, dpo, grpo, audit) that some donor has *complete*
 is hard-linked into the new run directory (copied where links fail) and its manifest records are copied with
-``shared_from`` set; ``execute`` then skips them as complete. The audit and report always run (they read every model
-of the run).
+``shared_from`` set; ``execute`` then skips them as complete. The audit's fingerprint covers the configs of every
+stage before it, so it is shared only between runs with the same models (identical arms of two experiments).
 
 Resumable: a run whose summary exists with the same recipe hash is skipped; an interrupted run resumes through
 run.py's own state machine.
@@ -33,7 +33,7 @@ from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
 from thinktune.run import Run, execute, stage_inputs, versions
 
-SHAREABLE = tuple(s for s in STAGE_ORDER if s not in ("audit", "report"))  # data and the model stages
+SHAREABLE = tuple(s for s in STAGE_ORDER if s != "report")  # the report is a cheap view, always rebuilt
 
 
 def stage_fingerprints(recipe: Recipe) -> dict[str, str]:
@@ -107,6 +107,8 @@ def share_stages(recipe: Recipe, pool: Path) -> list[str]:
             shutil.rmtree(tmp)
         _link_tree(donor / s, tmp)
         os.replace(tmp, dst)
+        if s == "audit" and (donor / "results.json").exists():  # the audit stage's run-level summary
+            shutil.copy2(donor / "results.json", root / "results.json")
         manifest["stages"][s] = {**donor_recs[s], "shared_from": os.path.relpath(donor, root)}
         atomic_write_json(manifest_path, manifest)  # after each stage: a crash leaves a consistent prefix
     return stages
