@@ -10,7 +10,9 @@ Everything here is a no-op in a single process, so stage code calls it unconditi
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -33,16 +35,23 @@ def _initialized() -> bool:
     return world_size() > 1 and dist.is_available() and dist.is_initialized()
 
 
+# Collective timeout. Long: rank 0 may work alone before training (DPO pair sampling) while the others wait at
+# a barrier; a crashed rank does not wait for it, since torchrun tears the whole group down when one exits.
+TIMEOUT_S = 4 * 3600
+
+
 def init() -> None:
     """Join the process group early (gloo on CPU, NCCL on GPU), before any stage code needs a barrier.
 
     accelerate's ``PartialState`` is a singleton: the Trainer created later finds this one.
     """
     if world_size() > 1:
+        from datetime import timedelta
+
         import torch
         from accelerate import PartialState
 
-        PartialState(cpu=not torch.cuda.is_available())
+        PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=TIMEOUT_S))
 
 
 def barrier() -> None:
@@ -50,6 +59,16 @@ def barrier() -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (it builds and writes a file), then the others (they read it)."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def gather_to_main(obj: Any) -> list[Any] | None:

@@ -1,6 +1,6 @@
 """`thinktune run --processes 2` (torchrun, gloo on CPU) against one process at the same global batch.
 
-SFT: the 2-process run splits each step's examples over the ranks (accelerate hands micro-batch i to rank
+SFT (and DPO, the same way): the 2-process run splits each step's examples over the ranks (accelerate hands micro-batch i to rank
 i mod 2 from the same seeded sampler); the 1-process run accumulates the same micro-batches. The loss is
 normalised by the tokens of the whole step on both sides, so the per-step loss in metrics.jsonl must agree to
 float rounding (≤ 1e-4; measured: bit-identical on this model). GRPO: TRL's RepeatSampler is seeded and shared by
@@ -9,17 +9,21 @@ the prompt ids are compared. The tiny model has no dropout (Qwen2 attention_drop
 """
 
 import json
+import shutil
 
 import pytest
 import yaml
 
 from tests.stages.helpers import ROOT, reduced_recipe, thinktune
 
-STEPS_SFT, STEPS_GRPO = 6, 3
+STEPS_SFT, STEPS_DPO, STEPS_GRPO = 6, 2, 3
 OVERRIDES = {
     # 16 examples per step in micro-batches of 8: 1 process accumulates 2, 2 processes take 1 each
     "sft": {"max_steps": STEPS_SFT, "examples_per_step": 16, "micro_batch_size": 8, "save_steps": 3,
             "logging_steps": 1, "eval_every": None},
+    # 8 pairs per step in micro-batches of 4 (pairs from a file: the tiny model solves nothing to pair up)
+    "dpo": {"pairs": "file", "max_steps": STEPS_DPO, "examples_per_step": 8, "micro_batch_size": 4,
+            "save_steps": 2, "logging_steps": 1, "eval_every": None},
     # 4 prompts × 4 samples = 16 completions per step in micro-batches of 8
     "grpo": {"max_steps": STEPS_GRPO, "micro_batch_size": 8, "save_steps": 3, "logging_steps": 1,
              "reward_audit": False, "eval_every": None},
@@ -27,7 +31,11 @@ OVERRIDES = {
 
 
 def _recipe(tmp_path, name):
-    path = reduced_recipe(tmp_path, name, **OVERRIDES)
+    from tests.stages.test_dpo import write_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    write_pairs(pairs)
+    path = reduced_recipe(tmp_path, name, **{**OVERRIDES, "dpo": {**OVERRIDES["dpo"], "pairs_file": str(pairs)}})
     raw = yaml.safe_load(path.read_text())
     del raw["audit"], raw["report"]  # the comparison is about training; audit/report run in the parent anyway
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -38,8 +46,8 @@ def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _loss_by_step(run_dir):
-    return {r["step"]: r["loss"] for r in _rows(run_dir / "sft" / "metrics.jsonl") if "loss" in r}
+def _loss_by_step(run_dir, stage):
+    return {r["step"]: r["loss"] for r in _rows(run_dir / stage / "metrics.jsonl") if "loss" in r}
 
 
 def _prompt_ids_by_step(run_dir):
@@ -59,16 +67,18 @@ def runs(tmp_path_factory):
         proc = thinktune("run", str(recipe), *args)
         assert proc.returncode == 0, proc.stderr[-4000:]
         out[name] = tmp / "runs" / name
+        out[f"{name}.yaml"] = recipe
     return out
 
 
 @pytest.mark.slow
-def test_sft_loss_per_step_matches_one_process(runs):
-    one, two = _loss_by_step(runs["one"]), _loss_by_step(runs["two"])
-    assert sorted(one) == sorted(two) == list(range(1, STEPS_SFT + 1))
+@pytest.mark.parametrize("stage, steps", [("sft", STEPS_SFT), ("dpo", STEPS_DPO)])
+def test_loss_per_step_matches_one_process(runs, stage, steps):
+    one, two = _loss_by_step(runs["one"], stage), _loss_by_step(runs["two"], stage)
+    assert sorted(one) == sorted(two) == list(range(1, steps + 1))
     diffs = {s: abs(one[s] - two[s]) for s in one}
     assert max(diffs.values()) <= 1e-4, diffs
-    assert one[STEPS_SFT] < one[1]  # it trained (a run that learned nothing would also "match")
+    assert one[steps] != one[1]  # the model changed between steps (a frozen run would also "match")
 
 
 @pytest.mark.slow
@@ -80,38 +90,49 @@ def test_grpo_sees_the_same_prompts_per_step(runs):
         assert len(set(one[step])) == 4
         assert one[step] == two[step], step
     assert one[0] != one[1]  # the prompts do change from step to step
+    for run_dir in (runs["one"], runs["two"]):  # every completion scored once, counted once, whichever rank scored it
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        outcomes = manifest["stages"]["grpo"]["result"]["reward_outcomes"]
+        assert {fn: sum(c.values()) for fn, c in outcomes.items()} == {"correct": 16 * STEPS_GRPO,
+                                                                       "format": 16 * STEPS_GRPO}
 
 
 @pytest.mark.slow
 def test_two_process_run_state_written_once(runs):
     root = runs["two"]
     manifest = json.loads((root / "manifest.json").read_text())
-    for stage in ("sft", "grpo"):
+    for stage in ("sft", "dpo", "grpo"):
         rec = manifest["stages"][stage]
         assert rec["status"] == "complete"
         assert rec["result"]["processes"] == 2
         assert rec["result"]["threads_per_process"] == 1  # the recipe's `threads: 1`, per process
         assert (root / stage / "final" / "thinktune_model.json").is_file()
         assert (root / stage / "launch.log").is_file()
-        ckpt = root / stage / f"checkpoint-{3}"
+        ckpt = root / stage / f"checkpoint-{2 if stage == 'dpo' else 3}"
         assert (ckpt / "COMMITTED").is_file()
         assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
         steps = [r["step"] for r in _rows(root / stage / "metrics.jsonl") if "loss" in r]
         assert steps == sorted(set(steps))  # one writer: no step logged twice
     assert manifest["stages"]["sft"]["result"]["steps"] == STEPS_SFT
+    assert (root / "dpo" / "pairs.jsonl").read_text() == (runs["one"] / "dpo" / "pairs.jsonl").read_text()
     assert not list(root.glob("**/.*.tmp"))  # no staging directory left behind
 
 
 @pytest.mark.slow
-def test_worker_error_is_a_clean_message(tmp_path):
-    recipe = _recipe(tmp_path, "bad")
-    proc = thinktune("run", str(recipe), "--processes", "2", "sft.trl.not_a_field=1")
-    assert proc.returncode == 1
-    assert "error: sft (2 processes): sft.trl.not_a_field: not a field of trl.SFTConfig" in proc.stderr
+def test_rank0_refusal_stops_every_process(runs, tmp_path):
+    """The GRPO pre-flight runs on rank 0 alone; its refusal is the CLI's one-line error, and rank 1 (already
+    waiting in the trainer) is torn down with it instead of hanging. This tiny model fails the pre-flight."""
+    shutil.copytree(runs["two"], tmp_path / "runs" / "two")
+    proc = thinktune("run", str(runs["two.yaml"]), f"output_dir={tmp_path / 'runs'}", "grpo.preflight=true",
+                     "--restart-from", "grpo", "--processes", "2", timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: grpo (2 processes): grpo pre-flight refused to train" in proc.stderr
     assert "Traceback" not in proc.stderr
-    manifest = json.loads((tmp_path / "runs" / "bad" / "manifest.json").read_text())
-    assert manifest["stages"]["sft"]["status"] == "running"  # the parent recorded the attempt, not a completion
-    assert not (tmp_path / "runs" / "bad" / "sft" / "final").exists()
+    root = tmp_path / "runs" / "two"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["stages"]["sft"]["status"] == "complete"
+    assert manifest["stages"]["grpo"]["status"] == "running"  # the parent recorded the attempt, not a completion
+    assert (root / "grpo" / "preflight.json").is_file() and not (root / "grpo" / "final").exists()
 
 
 def _cli(*args):
@@ -129,6 +150,7 @@ def test_batch_that_does_not_split_is_refused_before_anything_runs(tmp_path):
     assert code == 1 and "Traceback" not in output
     assert "sft.examples_per_step (16) must be a multiple of --processes × sft.micro_batch_size (3 × 8)" in output
     assert "grpo.prompts_per_step × grpo.samples_per_prompt (16)" in output
+    assert "dpo.examples_per_step (8) must be a multiple of --processes × dpo.micro_batch_size (3 × 4)" in output
     assert not (tmp_path / "runs" / "odd").exists()
 
 

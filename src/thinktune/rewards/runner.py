@@ -212,6 +212,18 @@ class RewardRunner:
             log.warning("reward %r: %d of %d completions failed (%d timeouts)", name, failed, n, tally["timeout"])
         return [o.value if o is not None and o.status == "ok" else None for o in outcomes]
 
+    def total_counts(self) -> dict[str, dict[str, int]]:
+        """Outcome counts per function, summed over all processes (``run --processes N``: call it on every rank;
+        rank 0 gets the sum, the others their own counts). One process: ``counts`` as plain dicts."""
+        parts = gather_to_main({name: dict(c) for name, c in self.counts.items()})
+        if parts is None:
+            return {name: dict(c) for name, c in self.counts.items()}
+        total: dict[str, Counter] = {name: Counter() for name in self.names}
+        for part in parts:
+            for name, c in part.items():
+                total[name].update(c)
+        return {name: dict(c) for name, c in total.items()}
+
     # -- TRL ------------------------------------------------------------------------------------------------------
     def trl_functions(self) -> list[Callable[..., list[float | None]]]:
         return [self._trl_function(i) for i in range(len(self.specs))]

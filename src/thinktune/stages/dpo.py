@@ -43,6 +43,7 @@ from typing import Any
 from thinktune.config import DPOStage, Recipe
 from thinktune.data.pairs import read_pairs_file
 from thinktune.data.records import Record, iter_jsonl, read_records, write_jsonl
+from thinktune.distributed import main_first
 from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt
 from thinktune.io import atomic_write_json
@@ -239,7 +240,8 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
 
     input_final = run.output_path(run.input_model_stage("dpo"))
     model, tokenizer = load_stage_output(input_final, recipe.model)
-    pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
+    with main_first():  # `run --processes N`: rank 0 samples and writes pairs.jsonl, the others read it
+        pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
     dataset, too_long = build_dataset(pairs, tokenizer, recipe, cfg)
     if len(dataset) == 0:
         raise StageError(f"dpo: no training pairs ({json.dumps(pair_stats)}; {too_long} longer than "

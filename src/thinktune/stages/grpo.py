@@ -148,17 +148,17 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
     from trl import GRPOConfig, GRPOTrainer
 
     recipe = run.recipe
-    if cfg.reward_audit:  # RELIABILITY.md §8: a reward that pays for a hack is found before it is trained on
+    # Under `run --processes N` the reward audit and the pre-flight run on rank 0 alone (one writer, counted once);
+    # the other ranks go on to the trainer and wait at its first collective, or are stopped when rank 0 refuses.
+    if cfg.reward_audit and is_main():  # RELIABILITY.md §8: a reward that pays for a hack is found before training
         report = audit_rewards(cfg.rewards, records, fmt, runner=rewards, max_items=cfg.reward_audit_items)
-        if is_main():  # every process audits (deterministic), one writes
-            atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
+        atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
         if not report.ok:
             raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_audit=false)")
         reporter().note(f"[grpo] {report.summary()}")
-    if cfg.preflight and not resume:
+    if cfg.preflight and not resume and is_main():
         numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
-        if is_main():  # seeded sampling: every process computes the same numbers, one writes
-            atomic_write_json(stage_dir / "preflight.json", numbers)
+        atomic_write_json(stage_dir / "preflight.json", numbers)
         check(numbers, cfg.preflight_max_truncated)
         reporter().note(f"[grpo] pre-flight: {numbers['zero_variance_fraction']:.0%} of {numbers['groups']} groups "
                         f"without reward variance, {numbers['truncated_fraction']:.0%} truncated")
@@ -202,4 +202,4 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         callbacks=callbacks,
     )
     result = train_resumable(trainer, tokenizer, "grpo", stage_dir, resume, input_final)
-    return {**result, "prompts": len(dataset), "reward_outcomes": {k: dict(v) for k, v in rewards.counts.items()}}
+    return {**result, "prompts": len(dataset), "reward_outcomes": rewards.total_counts()}

@@ -68,13 +68,11 @@ def check_processes(recipe, processes: int | None, accelerate_config: Path | Non
     problems = []
     cfg = read_accelerate_config(accelerate_config) if accelerate_config is not None else None
     processes = processes or (int(cfg.num_processes) if cfg is not None and cfg.num_processes else 1)
-    if cfg is not None:
-        if sharded(cfg):
-            for stage in TRAINING_STAGES:
-                stage_cfg = getattr(recipe, stage, None)
-                if stage_cfg is not None and getattr(stage_cfg, "eval_every", None):
-                    problems.append(f"{stage}.eval_every: held-out generation runs on rank 0 only, which a sharded "
-                                    f"model (ZeRO-3, FSDP) cannot do; set {stage}.eval_every=null")
+    if cfg is not None and sharded(cfg):
+        for stage, stage_cfg in (("sft", recipe.sft), ("dpo", recipe.dpo), ("grpo", recipe.grpo)):
+            if stage_cfg is not None and stage_cfg.eval_every:
+                problems.append(f"{stage}.eval_every: held-out generation runs on rank 0 only, which a sharded "
+                                f"model (ZeRO-3, FSDP) cannot do; set {stage}.eval_every=null")
     if recipe.sft is not None:
         c = recipe.sft
         if c.examples_per_step % (processes * c.micro_batch_size):
@@ -86,11 +84,11 @@ def check_processes(recipe, processes: int | None, accelerate_config: Path | Non
         if completions % (processes * g.micro_batch_size):
             problems.append(f"grpo.prompts_per_step × grpo.samples_per_prompt ({completions}) must be a multiple of "
                             f"--processes × grpo.micro_batch_size ({processes} × {g.micro_batch_size})")
-    dpo = getattr(recipe, "dpo", None)
-    if dpo is not None and hasattr(dpo, "examples_per_step") and hasattr(dpo, "micro_batch_size"):
-        if dpo.examples_per_step % (processes * dpo.micro_batch_size):
-            problems.append(f"dpo.examples_per_step ({dpo.examples_per_step}) must be a multiple of --processes "
-                            f"× dpo.micro_batch_size ({processes} × {dpo.micro_batch_size})")
+    if recipe.dpo is not None:
+        d = recipe.dpo
+        if d.examples_per_step % (processes * d.micro_batch_size):
+            problems.append(f"dpo.examples_per_step ({d.examples_per_step}) must be a multiple of --processes "
+                            f"× dpo.micro_batch_size ({processes} × {d.micro_batch_size})")
     if problems:
         raise RecipeError(f"--processes {processes}: this recipe cannot run that way\n  " + "\n  ".join(problems))
     return processes
@@ -144,9 +142,13 @@ def launch(run, stage: str, resume: bool, processes: int, accelerate_config: Pat
                     result = msg["result"]
                 elif "error" in msg and error is None:
                     error = msg["error"]
-        except BaseException:
-            proc.kill()
-            proc.wait()
+        except BaseException:  # Ctrl-C or a parent-side error: the launcher stops its workers on SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             raise
         code = proc.wait()
     if code != 0 or result is None:
