@@ -82,7 +82,9 @@ def run_cmd(
                         return
                     progress.advance(task)
                     label = f"{o.experiment}/{o.arm}-s{o.seed}"
-                    if o.status == "failed":
+                    if o.status == "busy":
+                        console.print(f"[yellow]busy[/] {label}: {escape(o.error)}", highlight=False)
+                    elif o.status == "failed":
                         failed.append(label)
                         console.print(f"[bold red]failed[/] {label}: {escape(o.error)}", highlight=False)
                     else:

@@ -88,3 +88,15 @@ def test_an_identical_arm_of_another_experiment_shares_everything_including_the_
     assert len(calls) == n  # nothing recomputed
     s1, s2 = (json.loads((results / e / "a-s0.json").read_text()) for e in ("01_test", "02_same"))
     assert s2["metrics"] == s1["metrics"] and s2["compute_seconds"] == 0
+
+
+def test_a_run_locked_by_a_live_process_is_left_alone_and_a_stale_lock_is_taken_over(tmp_path):
+    exp = load_experiment(write_experiment(tmp_path, seeds=[0]))
+    out, results, calls = tmp_path / "runs", tmp_path / "results", []
+    lock = out / exp.name / "a-s0.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getpid()))  # alive: this very process
+    assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "busy" and calls == []
+    lock.write_text("999999999")  # no such process
+    assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "done"
+    assert not lock.exists()

@@ -17,11 +17,12 @@ run.py's own state machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,12 +254,43 @@ def audit_tip(run: Run, tip) -> None:
 # Running
 
 
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[bool]:
+    """An exclusive lock on one run directory (``<run>.lock`` holding the owner's pid), so two ``experiments run``
+    commands on the same ``--out`` never train the same run at once. Yields False when a live process holds it; a
+    lock left by a dead process is taken over."""
+    lock = root.with_name(f"{root.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its owner is gone
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+            yield False
+            return
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
 @dataclass
 class RunOutcome:
     experiment: str
     arm: str
     seed: int
-    status: str  # "done" | "skipped" | "failed"
+    status: str  # "done" | "skipped" | "busy" (another process runs it) | "failed" | "pending"
     seconds: float = 0.0
     shared: tuple[str, ...] = ()
     error: str = ""
@@ -276,6 +308,14 @@ def run_one(exp: LoadedExperiment, arm: str, seed: int, out: Path, results: Path
             old = {}
         if old.get("recipe_hash") == recipe_hash(recipe) and old.get("reduced") == reduced:
             return RunOutcome(exp.name, arm, seed, "skipped")
+    with run_lock(recipe.run_dir()) as mine:
+        if not mine:
+            return RunOutcome(exp.name, arm, seed, "busy", error="another process is running it")
+        return _run_locked(exp, arm, seed, recipe, out, spath, reduced, stage_fns)
+
+
+def _run_locked(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, out: Path, spath: Path, reduced: bool,
+                stage_fns: dict[str, Callable] | None) -> RunOutcome:
     t0 = time.perf_counter()
     shared = share_stages(recipe, out)
     if shared:
