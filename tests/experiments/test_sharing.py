@@ -49,6 +49,7 @@ def test_second_arm_reuses_the_first_arms_sft_without_recomputing_it(tmp_path):
     summary = json.loads((results / exp.name / "b-s0.json").read_text())
     assert summary["shared_stages"] == ["data", "base", "sft"]
     assert summary["metrics"]["accuracy"] == {"value": 0.5, "ci95": None}
+    assert summary["audit"]["audit/grpo"]["accuracy"] == 0.5 and summary["audit"]["audit/sft"]["accuracy"] == 0.25
     assert summary["compute_seconds"] == round(sum(b_man["stages"][s]["seconds"] for s in ("grpo", "audit")), 1)
 
 

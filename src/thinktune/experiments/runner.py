@@ -199,10 +199,23 @@ def summarize_run(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, re
         "shared_stages": shared or [],
         "compute_seconds": round(sum((r.get("seconds") or 0) for r in stages.values() if not r.get("shared_from")), 1),
         "metrics": metrics,
+        "audit": audit_headlines(root, audit_dirs.values()),
         "versions": manifest.get("versions") or versions(),
         "hardware": manifest.get("hardware"),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def audit_headlines(root: Path, audit_dirs) -> dict[str, dict[str, Any]]:
+    """The audit's one-line summary (battery.headline) of every audited model, keyed ``<dir>/<model>``."""
+    from thinktune.audit.battery import headline
+
+    out = {}
+    for d in audit_dirs:
+        for path in sorted((root / d).glob("*/audit.json")):
+            agg = json.loads(path.read_text())
+            out[f"{d}/{path.parent.name}"] = {"accuracy_ci95": agg.get("accuracy_ci95"), **headline(agg)}
+    return out
 
 
 def summary_path(results: Path, exp: str, arm: str, seed: int) -> Path:
