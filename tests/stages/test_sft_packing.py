@@ -6,6 +6,7 @@ unpacked one (no attention across example boundaries on CPU attention kernels).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,8 +154,6 @@ def test_qlora_without_cuda_fails_the_run_with_a_clear_message(tmp_path):
 
 
 def test_new_sft_fields_leave_existing_fingerprints_alone():
-    from pathlib import Path
-
     from thinktune.config import load_recipe, resolved_dict
 
     quickstart = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
@@ -166,3 +165,32 @@ def test_new_sft_fields_leave_existing_fingerprints_alone():
     assert packed["sft"]["packing"] is True and packed["model"]["lora"]["quantize"] == "4bit"
     with pytest.raises(Exception, match="model.lora.quantize"):
         load_recipe(quickstart, ["model.lora.quantize=2bit"])
+
+
+def test_qlora_loading_passes_the_quantization_config_for_every_kind_of_input(tmp_path, monkeypatch):
+    """Without a GPU the bitsandbytes path cannot run; this pins the wiring: full weights and adapter chains alike
+    reach ``from_pretrained`` with the quantization config (an adapter chain is merged first, then reloaded)."""
+    from transformers import AutoModelForCausalLM
+
+    import thinktune.models as models
+    from tests.tiny_chain import base_and_adapter
+
+    base, sft, _ = base_and_adapter(tmp_path)
+    marker = object()
+    monkeypatch.setattr(models, "quantization_config", lambda q: marker if q else None)
+    seen = []
+    real = AutoModelForCausalLM.from_pretrained.__func__
+
+    def recording(cls, path, *args, **kwargs):
+        seen.append((Path(path), kwargs.pop("quantization_config", None)))
+        return real(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(recording))
+    models.load_stage_output(base, quantize="4bit")
+    assert seen == [(base, marker)]
+    seen.clear()
+    merged, _ = models.load_stage_output(sft, quantize="4bit")
+    assert seen[0] == (base, None)  # the chain is merged in full precision …
+    assert seen[-1][1] is marker and seen[-1][0] != base  # … then the merged weights are reloaded quantised
+    expected, _ = models.load_stage_output(sft)
+    assert all(torch.equal(a, b) for a, b in zip(merged.state_dict().values(), expected.state_dict().values()))

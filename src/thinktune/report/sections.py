@@ -184,7 +184,7 @@ def _computed_stats(run: RunData) -> dict[str, Any] | None:
 # Training curves
 
 CURVES: list[tuple[str, list[str], str, tuple[float | None, float | None]]] = [  # (title, keys, y label, y range)
-    ("loss", ["loss"], "", (None, None)),
+    ("loss", ["loss", "eval_loss"], "", (None, None)),  # eval_loss: held-out completion loss (sft.eval_loss_every)
     ("reward (total and per function)", ["reward", "rewards/*/mean"], "mean over completions", (None, None)),
     ("held-out accuracy (periodic greedy eval)", ["eval_accuracy"], "accuracy", (0.0, 1.0)),
     ("KL to the reference", ["kl"], "", (None, None)),
@@ -237,7 +237,7 @@ def training_section(ctx: Ctx) -> str:
                            if num(r.get(key)) is not None and num(r.get("step")) is not None]
                     name = (f"{ctx.names[i]} · " if ctx.multi else "") + _short(key)
                     color = ctx.run_color(i) if ctx.multi else PALETTE[j % len(PALETTE)]
-                    series.append(Series(name, pts, color, dashed=ctx.multi and j > 0, markers=key == "eval_accuracy"))
+                    series.append(Series(name, pts, color, dashed=ctx.multi and j > 0, markers=key.startswith("eval_")))
             if series:
                 charts.append(line_chart(series, title, "step", ylabel, yr))
         out.append(f"<h3>{esc(stage)}</h3><div class=\"grid\">{''.join(c for c in charts if c)}</div>")
