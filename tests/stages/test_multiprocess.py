@@ -1,9 +1,9 @@
 """`thinktune run --processes 2` (torchrun, gloo on CPU) against one process at the same global batch.
 
-SFT (and DPO, the same way): the 2-process run splits each step's examples over the ranks (accelerate hands micro-batch i to rank
-i mod 2 from the same seeded sampler); the 1-process run accumulates the same micro-batches. The loss is
-normalised by the tokens of the whole step on both sides, so the per-step loss in metrics.jsonl must agree to
-float rounding (≤ 1e-4; measured: bit-identical on this model). GRPO: TRL's RepeatSampler is seeded and shared by
+SFT (and DPO, the same way): the 2-process run splits each step's examples over the ranks (accelerate hands
+micro-batch i to rank i mod 2 from the same seeded sampler); the 1-process run accumulates the same
+micro-batches. The loss is normalised over the whole step on both sides, so the per-step loss in metrics.jsonl
+must agree to float rounding (≤ 1e-4; measured: identical as logged). GRPO: TRL's RepeatSampler is seeded and shared by
 the ranks, so each step draws the same prompts; the completions differ (generation is seeded per rank), so only
 the prompt ids are compared. The tiny model has no dropout (Qwen2 attention_dropout 0, no LoRA).
 """

@@ -113,12 +113,12 @@ def launch(run, stage: str, resume: bool, processes: int, accelerate_config: Pat
     stage_dir = run.stage_dir(stage)
     stage_dir.mkdir(parents=True, exist_ok=True)
     cmd = launch_command(run.root.resolve(), stage, resume, processes, accelerate_config, threads)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", THINKTUNE_PARENT_PID=str(os.getpid()))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torchrun would force 1 per process otherwise
     rep = reporter()
-    rep.note(f"[{stage}] {processes} processes ({'accelerate ' + str(accelerate_config) if accelerate_config else 'torchrun'}); "
-             f"log: {stage_dir / 'launch.log'}")
+    launcher = f"accelerate {accelerate_config}" if accelerate_config else "torchrun"
+    rep.note(f"[{stage}] {processes} processes ({launcher}); log: {stage_dir / 'launch.log'}")
     result: dict[str, Any] | None = None
     error: str | None = None
     with contextlib.ExitStack() as stack:
@@ -193,6 +193,39 @@ class PipeReporter(Reporter):
         _emit(note=message)
 
 
+def _exit_with_parent() -> None:
+    """Stop this worker within a second of the ``thinktune run`` that launched it dying (kill -9 included).
+
+    torchrun starts each worker in its own session, so killing the CLI's process group leaves them running; an
+    orphan still training would write into the run directory while the re-run resumes it.
+    """
+    import threading
+    import time
+
+    pid = int(os.environ.get("THINKTUNE_PARENT_PID", "0"))
+    if not pid:
+        return
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # a killed parent not yet reaped is a zombie: dead for our purpose
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="thinktune-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
@@ -211,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
+    _exit_with_parent()
     main_rank = distributed.is_main()
     logging.basicConfig(level=logging.WARNING if main_rank else logging.ERROR)
     for noisy in ("transformers", "datasets", "trl", "accelerate", "peft"):
@@ -229,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         result = default_stage_fns()[args.stage](run, args.resume)
         distributed.barrier()
         if main_rank:
-            _emit(result={**result, "processes": distributed.world_size(), "threads_per_process": torch.get_num_threads()})
+            _emit(result={**result, "processes": distributed.world_size(),
+                          "threads_per_process": torch.get_num_threads()})
         return 0
     except ThinktuneError as e:
         _emit(error=str(e), rank=distributed.rank())
