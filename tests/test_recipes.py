@@ -19,7 +19,7 @@ def test_the_gpu_recipe_is_shipped():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_recipe_checks(path, monkeypatch):
-    from trl import GRPOConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, SFTConfig
 
     from thinktune.config import load_recipe
     from thinktune.stages.setup import trl_passthrough
@@ -28,7 +28,7 @@ def test_recipe_checks(path, monkeypatch):
     result = CliRunner().invoke(app, ["recipe", "check", str(path)])
     assert result.exit_code == 0, result.output
     recipe = load_recipe(path)
-    for stage, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
+    for stage, cls in (("sft", SFTConfig), ("dpo", DPOConfig), ("grpo", GRPOConfig)):
         cfg = getattr(recipe, stage)
         if cfg is not None:
             trl_passthrough(cls, cfg.trl, {}, stage)  # raises RecipeError on a name TRL does not have
