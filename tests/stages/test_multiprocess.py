@@ -174,3 +174,40 @@ def test_sharded_config_refuses_rank0_generation(tmp_path):
     bad.write_text("distributed_type: MULTI_GPU\nnot_an_accelerate_key: 1\n")
     with pytest.raises(RecipeError, match="not a valid accelerate config"):
         check_processes(recipe, 2, bad)
+
+
+@pytest.mark.parametrize("config, deepspeed, fsdp, zero_stage", [
+    ("ddp", False, False, None), ("deepspeed_zero2", True, False, 2), ("deepspeed_zero3", True, False, 3),
+    ("fsdp", False, True, None)])
+def test_launch_commands_resolve_with_the_launchers_own_parsers(config, deepspeed, fsdp, zero_stage):
+    """What a CPU machine can check of the GPU launch path: accelerate resolves our command + shipped config into
+    the intended launcher (the same resolution `accelerate launch` does before it starts anything)."""
+    from pathlib import Path
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    from thinktune.stages.worker import launch_command
+
+    cmd = launch_command(Path("/runs/x"), "grpo", True, 8, ROOT / "configs" / "accelerate" / f"{config}.yaml", 2)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
+    assert (args.num_processes, args.use_deepspeed, args.use_fsdp, args.mixed_precision) == (8, deepspeed, fsdp, "bf16")
+    assert args.multi_gpu == (config == "ddp")
+    assert getattr(args, "zero_stage", None) == zero_stage
+    assert args.module and args.training_script == "thinktune.stages.worker"
+    assert args.training_script_args == ["/runs/x", "grpo", "--resume", "--threads", "2"]
+
+
+def test_cpu_launch_command_is_torchrun_standalone():
+    from pathlib import Path
+
+    from torch.distributed.run import get_args_parser
+
+    from thinktune.stages.worker import launch_command
+
+    cmd = launch_command(Path("/runs/x"), "sft", False, 2, None, None)
+    args = get_args_parser().parse_args(cmd[3:])
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert (args.standalone, args.nproc_per_node, args.module, args.training_script) == (
+        True, "2", True, "thinktune.stages.worker")
+    assert args.training_script_args == ["/runs/x", "sft"]
