@@ -152,6 +152,10 @@ def test_batch_that_does_not_split_is_refused_before_anything_runs(tmp_path):
     assert "grpo.prompts_per_step × grpo.samples_per_prompt (16)" in output
     assert "dpo.examples_per_step (8) must be a multiple of --processes × dpo.micro_batch_size (3 × 4)" in output
     assert not (tmp_path / "runs" / "odd").exists()
+    code, output = _cli("run", str(recipe), "--processes", "2", "grpo.dynamic_sampling.enabled=true",
+                        "grpo.dynamic_sampling.max_rounds=3")
+    assert code == 1 and "grpo.dynamic_sampling.max_rounds > 1 needs a single process" in output
+    assert not (tmp_path / "runs" / "odd").exists()
 
 
 def test_sharded_config_refuses_rank0_generation(tmp_path):

@@ -84,6 +84,9 @@ def check_processes(recipe, processes: int | None, accelerate_config: Path | Non
         if completions % (processes * g.micro_batch_size):
             problems.append(f"grpo.prompts_per_step × grpo.samples_per_prompt ({completions}) must be a multiple of "
                             f"--processes × grpo.micro_batch_size ({processes} × {g.micro_batch_size})")
+        if processes > 1 and g.dynamic_sampling.enabled and g.dynamic_sampling.max_rounds > 1:
+            problems.append("grpo.dynamic_sampling.max_rounds > 1 needs a single process (stages/dynamic_sampling.py); "
+                            "set it to 1 to only mask zero-variance groups")
     if recipe.dpo is not None:
         d = recipe.dpo
         if d.examples_per_step % (processes * d.micro_batch_size):
