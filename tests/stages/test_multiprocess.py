@@ -215,3 +215,50 @@ def test_cpu_launch_command_is_torchrun_standalone():
     assert (args.standalone, args.nproc_per_node, args.module, args.training_script) == (
         True, "2", True, "thinktune.stages.worker")
     assert args.training_script_args == ["/runs/x", "sft"]
+
+
+def test_parent_reads_the_worker_protocol(tmp_path, monkeypatch):
+    """The parent side of the launch without torchrun: a fake launcher prints what workers print."""
+    import sys
+
+    from thinktune.errors import StageError
+    from thinktune.progress import Reporter, set_reporter
+    from thinktune.stages import worker
+
+    class Recorder(Reporter):
+        def __init__(self):
+            self.notes = []
+
+        def note(self, message):
+            self.notes.append(message)
+
+    class FakeRun:
+        root = tmp_path
+
+        def stage_dir(self, stage):
+            return tmp_path / stage
+
+    def fake(lines, code=0):
+        script = f"import sys; print({lines!r}); sys.exit({code})"
+        monkeypatch.setattr(worker, "launch_command", lambda *a: [sys.executable, "-c", script])
+
+    rec = Recorder()
+    prev = set_reporter(rec)
+    try:
+        p = worker.PREFIX
+        fake(f'rank 1 noise\n{p}{{"note": "[sft] hello"}}\n{p}{{"task": "sft", "total": 4, "completed": 2}}\n'
+             f'{p}{{"not json\n{p}{{"result": {{"steps": 4}}}}')
+        assert worker.launch(FakeRun(), "sft", False, 2) == {"steps": 4}
+        assert rec.notes[-1] == "[sft] hello"
+        assert "rank 1 noise" in (tmp_path / "sft" / "launch.log").read_text()
+        fake(f'{p}{{"error": "sft.trl.x: not a field", "rank": 1}}', code=1)
+        with pytest.raises(StageError, match=r"^sft \(2 processes\): sft\.trl\.x: not a field$"):
+            worker.launch(FakeRun(), "sft", False, 2)
+        fake("Segmentation fault", code=3)
+        with pytest.raises(StageError, match=r"launcher exited with code 3; see .*launch\.log"):
+            worker.launch(FakeRun(), "sft", False, 2)
+        fake("", code=0)  # exit 0 without a result is still a failure, never a silent success
+        with pytest.raises(StageError, match="exited with code 0"):
+            worker.launch(FakeRun(), "sft", False, 2)
+    finally:
+        set_reporter(prev)

@@ -128,19 +128,22 @@ def launch(run, stage: str, resume: bool, processes: int, accelerate_config: Pat
         log = stack.enter_context(open(stage_dir / "launch.log", "a", encoding="utf-8"))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                 bufsize=1)
-        task = None
+        tasks: dict[str, Any] = {}  # rank 0's progress bars by name (e.g. DPO pair sampling, then training)
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
                 log.write(line)
                 if not line.startswith(PREFIX):
                     continue
-                msg = json.loads(line[len(PREFIX):])
+                try:
+                    msg = json.loads(line[len(PREFIX):])
+                except json.JSONDecodeError:  # another rank's output interleaved: it is in launch.log anyway
+                    continue
                 if "note" in msg:
                     rep.note(msg["note"])
                 elif "task" in msg:
-                    if task is None:
-                        task = stack.enter_context(rep.task(msg["task"], total=msg.get("total")))
-                    task.update(completed=msg.get("completed"), description=msg.get("description"))
+                    if msg["task"] not in tasks:
+                        tasks[msg["task"]] = stack.enter_context(rep.task(msg["task"], total=msg.get("total")))
+                    tasks[msg["task"]].update(completed=msg.get("completed"), description=msg.get("description"))
                 elif "result" in msg:
                     result = msg["result"]
                 elif "error" in msg and error is None:
@@ -177,9 +180,14 @@ def _emit(**msg: Any) -> None:
 
 class _Task(TaskHandle):
     def __init__(self, description: str, total: float | None):
-        self.description, self.total = description, total
+        self.description, self.total, self.completed = description, total, 0.0
+
+    def advance(self, n: float = 1) -> None:
+        self.update(completed=self.completed + n)
 
     def update(self, completed: float | None = None, description: str | None = None) -> None:
+        if completed is not None:
+            self.completed = completed
         _emit(task=self.description, total=self.total, completed=completed, description=description)
 
 
