@@ -165,7 +165,7 @@ def run_cmd(
                                                               "process.")] = None,
     accelerate_config: Annotated[Path | None, typer.Option(
         "--accelerate-config", help="Launch training stages with this accelerate config (DeepSpeed, FSDP; "
-                                    "configs/accelerate/).")] = None,
+                                    "recipes/accelerate/).")] = None,
 ) -> None:
     """Run a recipe's stages into runs/<name>/: skips complete stages, resumes an interrupted one."""
     _setup_logging(verbose)
