@@ -205,8 +205,9 @@ class LoadedExperiment:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """Hash of what a run computes: the resolved recipe without where it is written or how many threads it uses."""
-    full = resolved_dict(recipe)
+    """Hash of what a run computes: the resolved recipe without where it is written or how many threads it uses, and
+    without absent stages (``dpo: null``), so a stage added to thinktune later leaves existing summaries valid."""
+    full = {k: v for k, v in resolved_dict(recipe).items() if v is not None}
     for key in ("output_dir", "threads", "name"):
         full.pop(key, None)
     return fingerprint(full)
