@@ -167,6 +167,7 @@ def test_new_sft_fields_leave_existing_fingerprints_alone():
         load_recipe(quickstart, ["model.lora.quantize=2bit"])
 
 
+@pytest.mark.slow
 def test_qlora_loading_passes_the_quantization_config_for_every_kind_of_input(tmp_path, monkeypatch):
     """Without a GPU the bitsandbytes path cannot run; this pins the wiring: full weights and adapter chains alike
     reach ``from_pretrained`` with the quantization config (an adapter chain is merged first, then reloaded)."""
