@@ -68,3 +68,10 @@ def test_cli_reports_an_invalid_experiment_without_a_traceback(tmp_path, monkeyp
     res = CliRunner().invoke(app, ["experiments", "run", "01", "--out", str(tmp_path / "runs")])
     assert res.exit_code == 1
     assert "criteria.0.b: unknown arm 'zz'" in res.output and "Traceback" not in res.output
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = write_experiment(tmp_path, reduced={"sft.max_steps": 2})
+    path.write_text(path.read_text() + "  sft.max_steps: 3\n")
+    with pytest.raises(RecipeError, match="not valid YAML.*'sft.max_steps' is given twice"):
+        load_experiment(path)
