@@ -313,3 +313,15 @@ def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
     shutil.rmtree(tmp_path / "teacher")  # a resumed stage must not sample again
     again = make_pairs(run, recipe.dpo, None, None, stage_dir)
     assert again == (pairs, stats)
+
+
+def test_loss_type_is_checked_against_trl_before_any_sampling():
+    from thinktune.config import DPOStage
+    from thinktune.stages.dpo import check_loss_type, trl_loss_types
+
+    known = trl_loss_types()  # read from TRL's DPOConfig help: guards the parse against a TRL upgrade
+    assert {"sigmoid", "ipo", "sft", "apo_zero"} <= set(known) and len(known) >= 10
+    assert check_loss_type(DPOStage()) == ["sigmoid"]
+    assert check_loss_type(DPOStage(loss_type=["sigmoid", "sft"])) == ["sigmoid", "sft"]
+    with pytest.raises(RecipeError, match=r"dpo.loss_type: 'sigmod' is not a TRL DPO loss \(one of sigmoid, "):
+        check_loss_type(DPOStage(loss_type=["sft", "sigmod"]))

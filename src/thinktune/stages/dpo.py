@@ -220,6 +220,31 @@ def build_dataset(pairs: Sequence[dict[str, str]], tokenizer, recipe: Recipe, cf
     return Dataset.from_list(rows), too_long
 
 
+def trl_loss_types() -> list[str]:
+    """The loss names TRL's DPOConfig documents (read from its field help, so the list follows TRL)."""
+    import dataclasses
+    import re
+
+    from trl import DPOConfig
+
+    field = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type")
+    return re.findall(r"`'([a-z_]+)'`", field.metadata.get("help", ""))
+
+
+def check_loss_type(cfg: DPOStage) -> list[str]:
+    """``cfg.loss_type`` as TRL's list; RecipeError naming the field for a name TRL does not know (TRL itself only
+    fails at the first training step, after the pairs were sampled)."""
+    from thinktune.errors import RecipeError
+
+    names = [cfg.loss_type] if isinstance(cfg.loss_type, str) else list(cfg.loss_type)
+    known = trl_loss_types()
+    bad = [n for n in names if n not in known]
+    if not names or (known and bad):
+        raise RecipeError(f"dpo.loss_type: {bad[0] if bad else '[]'!r} is not a TRL DPO loss (one of "
+                          f"{', '.join(known)})")
+    return names
+
+
 def dpo_batch_args(cfg: DPOStage, n_processes: int) -> dict[str, int]:
     per_process, rem = divmod(cfg.examples_per_step, n_processes)
     assert rem == 0, "dpo.examples_per_step must split evenly across processes"
@@ -239,26 +264,11 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     fmt = CompletionFormat(**recipe.format.model_dump())
 
     input_final = run.output_path(run.input_model_stage("dpo"))
-    model, tokenizer = load_stage_output(input_final, recipe.model)
-    with main_first():  # `run --processes N`: rank 0 samples and writes pairs.jsonl, the others read it
-        pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
-    dataset, too_long = build_dataset(pairs, tokenizer, recipe, cfg)
-    if len(dataset) == 0:
-        raise StageError(f"dpo: no training pairs ({json.dumps(pair_stats)}; {too_long} longer than "
-                         f"max_length={cfg.max_length}). Sample more (dpo.samples_per_question, dpo.max_questions) "
-                         f"or raise dpo.temperature")
-    if too_long:
-        log.warning("dpo: dropped %d pairs longer than max_length=%d", too_long, cfg.max_length)
-
-    lora = recipe.model.lora is not None
-    ref_model = None if lora else copy.deepcopy(model)  # taken before training: the input model's weights
-    reference = (f"input model {input_final} (adapter disabled)" if lora
-                 else f"input model {input_final} (in-memory copy passed to TRL)")
     ours: dict[str, Any] = {
         "output_dir": str(stage_dir),
         **dpo_batch_args(cfg, world_size()),
         "beta": cfg.beta,
-        "loss_type": [cfg.loss_type] if isinstance(cfg.loss_type, str) else list(cfg.loss_type),
+        "loss_type": check_loss_type(cfg),
         "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": cfg.lr_scheduler,
         "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
@@ -281,8 +291,24 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     }
     try:
         args = DPOConfig(**trl_passthrough(DPOConfig, cfg.trl, ours, "dpo"))
-    except ValueError as e:  # e.g. an unknown loss_type: TRL's message names it
+    except ValueError as e:  # TRL's own checks (e.g. loss_weights length), before any sampling
         raise StageError(f"dpo: TRL rejected the settings: {e}") from None
+
+    model, tokenizer = load_stage_output(input_final, recipe.model)
+    with main_first():  # `run --processes N`: rank 0 samples and writes pairs.jsonl, the others read it
+        pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
+    dataset, too_long = build_dataset(pairs, tokenizer, recipe, cfg)
+    if len(dataset) == 0:
+        raise StageError(f"dpo: no training pairs ({json.dumps(pair_stats)}; {too_long} longer than "
+                         f"max_length={cfg.max_length}). Sample more (dpo.samples_per_question, dpo.max_questions) "
+                         f"or raise dpo.temperature")
+    if too_long:
+        log.warning("dpo: dropped %d pairs longer than max_length=%d", too_long, cfg.max_length)
+
+    lora = recipe.model.lora is not None
+    ref_model = None if lora else copy.deepcopy(model)  # taken before training: the input model's weights
+    reference = (f"input model {input_final} (adapter disabled)" if lora
+                 else f"input model {input_final} (in-memory copy passed to TRL)")
     callbacks = stage_callbacks("dpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
     if cfg.eval_every:
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
