@@ -35,8 +35,8 @@ from thinktune.errors import RecipeError
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
-STAGE_ORDER = ("data", "base", "sft", "dpo", "grpo", "audit", "report")
-MODEL_STAGES = ("base", "sft", "dpo", "grpo")  # stages whose output is a model the audit compares
+STAGE_ORDER = ("data", "base", "sft", "grpo", "dpo", "audit", "report")  # DESIGN.md: sft -> grpo -> dpo
+MODEL_STAGES = ("base", "sft", "grpo", "dpo")  # stages whose output is a model the audit compares
 
 
 class _Strict(BaseModel):
@@ -427,7 +427,7 @@ class Recipe(_Strict):
     format: FormatConfig = Field(default_factory=FormatConfig)
     data: DataConfig
     sft: SFTStage | None = None
-    dpo: DPOStage | None = None  # runs after sft, before grpo
+    dpo: DPOStage | None = None  # runs after grpo (or sft when there is no grpo)
     grpo: GRPOStage | None = None
     audit: AuditStage | None = None
     report: ReportStage | None = None

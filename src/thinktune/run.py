@@ -60,7 +60,7 @@ def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
     inputs: dict[str, Any] = {"seed": full["seed"], "model": full["model"], "format": full["format"],
                               "data": full["data"]}
     for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]:
-        if s in ("sft", "dpo", "grpo", "audit") and full.get(s) is not None:
+        if s in ("sft", "grpo", "dpo", "audit") and full.get(s) is not None:
             inputs[s] = _strip(full[s])
     return inputs
 

@@ -149,16 +149,16 @@ def test_bad_pairs_file_fails_at_recipe_load_with_its_line(tmp_path):
     assert f"dpo.pairs_file: {f}:2: rejected: required field is missing" in proc.stdout + proc.stderr
 
 
-def test_dpo_runs_after_sft_and_before_grpo_and_its_block_is_fingerprinted(tmp_path):
+def test_dpo_runs_after_grpo_as_designed_and_its_block_is_fingerprinted(tmp_path):
     from thinktune.config import fingerprint
     from thinktune.run import stage_inputs
 
     with_dpo = load_recipe(reduced_recipe(tmp_path, "a", dpo={}))
     without = load_recipe(reduced_recipe(tmp_path, "b"))
-    assert with_dpo.stages() == ["data", "base", "sft", "dpo", "grpo", "audit", "report"]
-    for stage in ("data", "base", "sft"):  # a new stage never invalidates completed earlier stages
+    assert with_dpo.stages() == ["data", "base", "sft", "grpo", "dpo", "audit", "report"]
+    for stage in ("data", "base", "sft", "grpo"):  # a new stage never invalidates completed earlier stages
         assert fingerprint(stage_inputs(with_dpo, stage)) == fingerprint(stage_inputs(without, stage))
-    assert fingerprint(stage_inputs(with_dpo, "grpo")) != fingerprint(stage_inputs(without, "grpo"))
+    assert fingerprint(stage_inputs(with_dpo, "audit")) != fingerprint(stage_inputs(without, "audit"))
     beta = load_recipe(reduced_recipe(tmp_path, "c", dpo={"beta": 0.3}))
     assert fingerprint(stage_inputs(beta, "dpo")) != fingerprint(stage_inputs(with_dpo, "dpo"))
     saves = load_recipe(reduced_recipe(tmp_path, "d", dpo={"save_steps": 7}))  # operational: same fingerprint

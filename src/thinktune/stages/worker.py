@@ -36,7 +36,7 @@ from thinktune.errors import RecipeError, StageError, ThinktuneError
 from thinktune.progress import Reporter, TaskHandle
 
 PREFIX = "@@thinktune "
-TRAINING_STAGES = ("sft", "dpo", "grpo")
+TRAINING_STAGES = ("sft", "grpo", "dpo")
 
 
 # -- parent side -----------------------------------------------------------------------------------------------
