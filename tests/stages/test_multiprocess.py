@@ -163,7 +163,7 @@ def test_sharded_config_refuses_rank0_generation(tmp_path):
     from thinktune.errors import RecipeError
     from thinktune.stages.worker import check_processes
 
-    configs = ROOT / "configs" / "accelerate"
+    configs = ROOT / "recipes" / "accelerate"
     recipe = load_recipe(_recipe(tmp_path, "zero3"), ["sft.eval_every=5"])
     for config in ("deepspeed_zero3.yaml", "fsdp.yaml"):
         with pytest.raises(RecipeError, match=r"sft\.eval_every: held-out generation runs on rank 0 only"):
@@ -192,7 +192,7 @@ def test_launch_commands_resolve_with_the_launchers_own_parsers(config, deepspee
 
     from thinktune.stages.worker import launch_command
 
-    cmd = launch_command(Path("/runs/x"), "grpo", True, 8, ROOT / "configs" / "accelerate" / f"{config}.yaml", 2)
+    cmd = launch_command(Path("/runs/x"), "grpo", True, 8, ROOT / "recipes" / "accelerate" / f"{config}.yaml", 2)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
     args, _, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
     assert (args.num_processes, args.use_deepspeed, args.use_fsdp, args.mixed_precision) == (8, deepspeed, fsdp, "bf16")
