@@ -52,6 +52,7 @@ from thinktune.progress import reporter
 from thinktune.run import Run
 from thinktune.stages.callbacks import HeldOutAccuracy
 from thinktune.stages.setup import (
+    batch_args,
     device_args,
     peft_config,
     seed_everything,
@@ -246,11 +247,7 @@ def check_loss_type(cfg: DPOStage) -> list[str]:
 
 
 def dpo_batch_args(cfg: DPOStage, n_processes: int) -> dict[str, int]:
-    per_process, rem = divmod(cfg.examples_per_step, n_processes)
-    assert rem == 0, "dpo.examples_per_step must split evenly across processes"
-    assert per_process % cfg.micro_batch_size == 0, "pairs per process must be a multiple of micro_batch_size"
-    return {"per_device_train_batch_size": cfg.micro_batch_size,
-            "gradient_accumulation_steps": per_process // cfg.micro_batch_size}
+    return batch_args("dpo", cfg.examples_per_step, cfg.micro_batch_size, n_processes)
 
 
 def run(run: Run, resume: bool) -> dict[str, Any]:

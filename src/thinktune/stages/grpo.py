@@ -188,11 +188,12 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
                                          cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
+    trainer_cls = GRPOTrainer
     if cfg.dynamic_sampling.enabled:  # DAPO dynamic sampling: zero-variance groups never reach the loss
         from thinktune.stages.dynamic_sampling import dynamic_sampling_trainer
 
-        GRPOTrainer = dynamic_sampling_trainer(cfg.dynamic_sampling.max_rounds)  # noqa: N806
-    trainer = GRPOTrainer(
+        trainer_cls = dynamic_sampling_trainer(cfg.dynamic_sampling.max_rounds)
+    trainer = trainer_cls(
         model=model,
         reward_funcs=rewards.trl_functions(),
         args=args,

@@ -41,6 +41,15 @@ def device_args() -> dict[str, Any]:
 world_size = distributed.world_size  # processes of this stage (1, or N under `thinktune run --processes N`)
 
 
+def batch_args(stage: str, examples_per_step: int, micro_batch_size: int, n_processes: int) -> dict[str, int]:
+    """TRL batch arguments from examples per optimizer step (summed over processes) and the micro-batch size."""
+    per_process, rem = divmod(examples_per_step, n_processes)
+    assert rem == 0, f"{stage}.examples_per_step must split evenly across processes"
+    assert per_process % micro_batch_size == 0, "examples per process must be a multiple of micro_batch_size"
+    return {"per_device_train_batch_size": micro_batch_size,
+            "gradient_accumulation_steps": per_process // micro_batch_size}
+
+
 def trl_passthrough(config_cls: type, extra: dict[str, Any], ours: dict[str, Any], stage: str) -> dict[str, Any]:
     """Merge a recipe's ``trl:`` mapping into the arguments, rejecting names TRL's dataclass does not have."""
     valid = {f.name for f in dataclasses.fields(config_cls)}

@@ -36,6 +36,7 @@ from thinktune.models import load_stage_output
 from thinktune.run import Run
 from thinktune.stages.callbacks import HeldOutAccuracy
 from thinktune.stages.setup import (
+    batch_args,
     device_args,
     peft_config,
     seed_everything,
@@ -49,11 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def sft_batch_args(cfg: SFTStage, n_processes: int) -> dict[str, int]:
-    per_process, rem = divmod(cfg.examples_per_step, n_processes)
-    assert rem == 0, "sft.examples_per_step must split evenly across processes"
-    assert per_process % cfg.micro_batch_size == 0, "examples per process must be a multiple of micro_batch_size"
-    return {"per_device_train_batch_size": cfg.micro_batch_size,
-            "gradient_accumulation_steps": per_process // cfg.micro_batch_size}
+    return batch_args("sft", cfg.examples_per_step, cfg.micro_batch_size, n_processes)
 
 
 def completion_for(record: Record, fmt: CompletionFormat, answer_only: bool) -> str:
