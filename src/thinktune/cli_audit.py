@@ -124,7 +124,8 @@ def audit_cmd(
     batch_size: Annotated[int, typer.Option(help="Prompts per generate() call; trees per scoring pass.")] = 32,
     samples: Annotated[int, typer.Option(help="Sampled completions per item for pass@k / maj@k (0 = off).")] = 0,
     unanswerable: Annotated[str, typer.Option(
-        help="Add unanswerable variants: none, question_only (AbstentionBench), drop_quantity.")] = "none",
+        help="Add unanswerable variants: none, question_only (AbstentionBench), drop_quantity, "
+             "unknown_number.")] = "none",
     instruction: Annotated[str, typer.Option(
         help="'auto', 'none', or the instruction text prepended to each question.")] = "auto",
     system: Annotated[str | None, typer.Option(help="System message for the chat template.")] = None,

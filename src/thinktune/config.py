@@ -185,6 +185,10 @@ class DataConfig(_Strict):
     mix: MixConfig | None = None  # reasoning : non-reasoning ratio across sources
     max_train: PositiveInt | None = None  # keep the first N training records (after shuffling with the seed)
     max_eval: PositiveInt | None = None  # keep the first N held-out records
+    # replace this fraction of the training records by unanswerable variants (audit/abstention.py) whose target is
+    # an abstention: SFT learns to say "I don't know", GRPO's `abstain` reward gets prompts to pay on
+    unanswerable_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    unanswerable_variant: Literal["question_only", "drop_quantity", "unknown_number"] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -201,6 +205,10 @@ class DataConfig(_Strict):
         if self.task is not None and (self.curate or self.mix or self.eval_sources or self.eval_fraction):
             raise ValueError("data.curate / mix / eval_sources / eval_fraction apply to data.sources or "
                              "data.train_file, not data.task")
+        if self.unanswerable_variant is not None and self.unanswerable_fraction is None:
+            raise ValueError("data.unanswerable_variant needs data.unanswerable_fraction")
+        if self.unanswerable_fraction is not None and self.unanswerable_variant is None:
+            self.unanswerable_variant = "unknown_number"
         if self.mix is not None and self.sources is None:
             raise ValueError("data.mix needs data.sources (each with kind: reasoning or non_reasoning)")
         return self
@@ -210,7 +218,8 @@ class DataConfig(_Strict):
         # Keys added after the first release are left out while unset, so the resolved recipe (and the data stage's
         # fingerprint) of a recipe that does not use them is unchanged and existing runs are not invalidated.
         data = handler(self)
-        for key in ("sources", "eval_sources", "eval_fraction", "curate", "mix"):
+        for key in ("sources", "eval_sources", "eval_fraction", "curate", "mix", "unanswerable_fraction",
+                    "unanswerable_variant"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -396,7 +405,7 @@ class AuditStage(_Strict):
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
     sampling_seed: NonNegativeInt = 1234  # the audit's own sampling seed (RELIABILITY.md §7)
-    unanswerable: Literal["none", "question_only", "drop_quantity"] = "none"  # add unanswerable variants
+    unanswerable: Literal["none", "question_only", "drop_quantity", "unknown_number"] = "none"  # add variants
     extractor: str = "answer_tag"  # answer extraction (rewards.answers.EXTRACTORS); "auto" for untrained models
     paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
     judge: str | None = None  # model that judges abstention Yes/No; None = the offline keyword detector

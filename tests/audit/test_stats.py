@@ -14,6 +14,7 @@ from thinktune.audit.abstention import (
     make_unanswerable,
     parse_judge,
     question_only,
+    unknown_number,
 )
 from thinktune.audit.calibration import brier, ece, reliability_bins, selective_curve
 from thinktune.audit.faithfulness import (
@@ -214,6 +215,22 @@ def test_make_unanswerable_moves_gold_and_counts():
     assert drop_quantity("Tom has 3 apples. He buys 2 more. How many apples does he have?") == \
         "He buys 2 more. How many apples does he have?"
     assert drop_quantity("Tom is happy. How are you?") is None
+
+
+def test_unknown_number_hides_exactly_one_number_stably():
+    q = "Compute 8 - 6 - 1 + 3."
+    variants = {unknown_number(q, f"id{i}") for i in range(40)}
+    assert variants == {"Compute x - 6 - 1 + 3.", "Compute 8 - x - 1 + 3.", "Compute 8 - 6 - x + 3.",
+                        "Compute 8 - 6 - 1 + x."}  # every position reachable, one number each time
+    assert unknown_number(q, "id7") == unknown_number(q, "id7")  # a function of the id: audit and data agree
+    assert unknown_number("She paid 1,250.50 dollars for 3 hats.", "k") in {
+        "She paid x dollars for 3 hats.", "She paid 1,250.50 dollars for x hats."}  # whole numbers, not digits
+    assert unknown_number("What is the answer?", "k") is None
+    recs = [Record(id="a", question=q, answer="4"), Record(id="b", question="Why?", answer="1")]
+    variants, counts = make_unanswerable(recs, "unknown_number", reasoning="missing")
+    assert counts == {"kept": 1, "dropped": 1}
+    assert variants[0].question == unknown_number(q, "a") and variants[0].reasoning == "missing"
+    assert variants[0].meta["variant"] == "unknown_number" and not variants[0].answerable
 
 
 def test_judge_and_keyword_parsing():

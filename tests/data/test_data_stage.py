@@ -96,3 +96,43 @@ def test_recipe_errors(tmp_path, data, msg):
 def test_task_recipe_resolves_without_new_keys(tmp_path):
     r = _recipe(tmp_path, {"task": {"name": "chain_arith", "n_train": 10, "n_eval": 5}})
     assert set(resolved_dict(r)["data"]) == {"task", "train_file", "eval_file", "max_train", "max_eval"}
+
+
+def _task_recipe(tmp_path, name, **extra):
+    return _recipe(tmp_path, {"task": {"name": "chain_arith", "n_train": 400, "n_eval": 20}, **extra}, name=name)
+
+
+def test_unanswerable_fraction_mixes_abstention_targets(tmp_path):
+    run = execute(_task_recipe(tmp_path, "u", unanswerable_fraction=0.25), stage_fns=FNS)
+    d = run.stage_dir("data")
+    train = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
+    plain = [json.loads(x) for x in (execute(_task_recipe(tmp_path, "p"), stage_fns=FNS).stage_dir("data")
+                                     / "train.jsonl").read_text().splitlines()]
+    stats = json.loads((d / "stats.json").read_text())
+    unans = [t for t in train if not t["answerable"]]
+    assert len(train) == len(plain) == 400 and len(unans) == 100
+    assert stats["unanswerable"] == {"variant": "unknown_number", "fraction": 0.25, "replaced": 100, "no_variant": 0}
+    by_id = {p["id"]: p for p in plain}
+    for t in unans:  # each replaces its own source record in place, with an abstention as the SFT target
+        src = by_id[t["meta"]["source_id"]]
+        assert t["answer"] == "I don't know" and t["reasoning"] and t["meta"]["original_answer"] == src["answer"]
+        assert " x" in t["question"] and t["question"].replace(" x", "") != src["question"].replace(" x", "")
+    assert [t["id"] for t in train if t["answerable"]] == [p["id"] for p in plain if p["id"] not in
+                                                           {u["meta"]["source_id"] for u in unans}]
+    assert all(json.loads(x)["answerable"] for x in (d / "eval.jsonl").read_text().splitlines())
+
+
+def test_unanswerable_fields_leave_old_fingerprints_alone(tmp_path):
+    plain = resolved_dict(_task_recipe(tmp_path, "p"))["data"]
+    assert "unanswerable_fraction" not in plain and "unanswerable_variant" not in plain
+    with pytest.raises(RecipeError, match="unanswerable_variant needs data.unanswerable_fraction"):
+        _task_recipe(tmp_path, "bad", unanswerable_variant="question_only")
+    with pytest.raises(RecipeError, match="unanswerable_fraction"):
+        _task_recipe(tmp_path, "bad2", unanswerable_fraction=1.5)
+
+
+def test_unanswerable_variant_that_fits_nothing_fails_clearly(tmp_path):
+    r = _task_recipe(tmp_path, "q", unanswerable_fraction=0.1, unanswerable_variant="question_only")
+    with pytest.raises(StageError, match="could not rewrite any training question"):
+        execute(r, stage_fns=FNS)
+    assert not (tmp_path / "runs" / "q" / "data").exists()

@@ -16,12 +16,16 @@ Deviations (numbered):
 2. ``question_only`` follows the official GSM8K filter (final sentence ends in "?", follows ". ", contains no other
    ".", "?" or "!"), written as one regular expression. ``drop_quantity`` (ours, after UMWP's "missing key
    information") drops the first context sentence that states a number; items without such a sentence are dropped.
+   ``unknown_number`` (ours, for questions without context sentences, e.g. "Compute 8 - 6 - 1 + 3.") replaces one
+   number of the question, chosen by a hash of the item id, with the unknown ``x``; items without a number are
+   dropped. It is also what ``data.unanswerable_fraction`` mixes into training data (stages/data.py).
 3. Items are judged on the final answer (the answer block, or the completion's last 200 characters when there is no
    answer block); AbstentionBench's variant that also judges the reasoning is not implemented.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -30,15 +34,19 @@ from thinktune.data.records import Record
 from thinktune.rewards.answers import is_abstention  # the one keyword detector, shared with the abstain reward
 
 __all__ = ["ABSTAIN_ANSWER", "abstention_metrics", "appropriate_behavior", "is_abstention", "judge_prompt",
-           "make_unanswerable", "parse_judge", "question_only", "drop_quantity"]
+           "make_unanswerable", "parse_judge", "question_only", "drop_quantity",
+           "unknown_number", "VARIANTS"]
 
 ABSTAIN_ANSWER = "I don't know"
 
-Variant = Literal["question_only", "drop_quantity"]
+Variant = Literal["question_only", "drop_quantity", "unknown_number"]
+UNKNOWN = "x"
+ABSTAIN_REASONING = "The question does not give every number it needs, so it cannot be answered."
 
 # context ". " final question (no other . ? !) — the official filter as one regex (METHODS.md §8.3)
 _FINAL_QUESTION = re.compile(r"^(?P<context>.*\S\.)\s+(?P<question>[^.?!]*\?)\s*$", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!])\s+(?=[A-Z$0-9])")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 
 
 def question_only(question: str) -> str | None:
@@ -60,18 +68,38 @@ def drop_quantity(question: str) -> str | None:
     return None
 
 
-def make_unanswerable(records: Sequence[Record],
-                      variant: Variant = "question_only") -> tuple[list[Record], dict[str, int]]:
-    """(unanswerable variants, counts kept / dropped). The caller keeps the answerable originals alongside."""
-    build = {"question_only": question_only, "drop_quantity": drop_quantity}[variant]
+def unknown_number(question: str, key: str = "") -> str | None:
+    """The question with one of its numbers replaced by :data:`UNKNOWN`; None when it states no number.
+
+    Which number is a stable function of ``key`` (the item id), so the same item always gets the same variant.
+    """
+    numbers = list(_NUMBER.finditer(question))
+    if not numbers:
+        return None
+    m = numbers[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(numbers)]
+    return question[: m.start()] + UNKNOWN + question[m.end() :]
+
+
+VARIANTS = {"question_only": lambda q, key: question_only(q), "drop_quantity": lambda q, key: drop_quantity(q),
+            "unknown_number": unknown_number}
+
+
+def make_unanswerable(records: Sequence[Record], variant: Variant = "question_only",
+                      reasoning: str = "") -> tuple[list[Record], dict[str, int]]:
+    """(unanswerable variants, counts kept / dropped). The caller keeps the answerable originals alongside.
+
+    ``reasoning`` is the variant's trace (empty for evaluation; :data:`ABSTAIN_REASONING` for SFT targets).
+    """
+    build = VARIANTS[variant]
     out = []
     for r in records:
         if not r.answerable:
             continue
-        q = build(r.question)
+        q = build(r.question, r.id)
         if q is None:
             continue
         out.append(Record(id=f"{r.id}-unanswerable", question=q, answer=ABSTAIN_ANSWER, answerable=False, task="",
+                          reasoning=reasoning,
                           meta={**r.meta, "original_answer": r.answer, "source_id": r.id, "variant": variant,
                                 "task": r.task}))
     return out, {"kept": len(out), "dropped": sum(r.answerable for r in records) - len(out)}

@@ -221,6 +221,27 @@ def _from_sources(recipe) -> tuple[list[Record], list[Record], dict[str, Any]]:
     return train, eval_records, stats
 
 
+def _mix_unanswerable(train: list[Record], fraction: float, variant: str,
+                      seed: int) -> tuple[list[Record], dict[str, Any]]:
+    """Replace ``fraction`` of the records (seeded choice) by their unanswerable variants, in place in the order.
+
+    A variant's target is an abstention (audit/abstention.py ``ABSTAIN_REASONING`` + ``I don't know``); a record
+    the variant cannot be built for (e.g. no number to hide) stays answerable and is counted.
+    """
+    from thinktune.audit.abstention import ABSTAIN_REASONING, make_unanswerable
+
+    picked = sorted(random.Random(f"unanswerable:{seed}").sample(range(len(train)), round(fraction * len(train))))
+    variants, counts = make_unanswerable([train[i] for i in picked], variant, reasoning=ABSTAIN_REASONING)
+    by_source = {v.meta["source_id"]: v for v in variants}
+    out = list(train)
+    for i in picked:
+        out[i] = by_source.get(train[i].id, train[i])
+    info = {"variant": variant, "fraction": fraction, "replaced": counts["kept"], "no_variant": counts["dropped"]}
+    if not variants:
+        raise StageError(f"data.unanswerable_variant: {variant!r} could not rewrite any training question")
+    return out, info
+
+
 def run(run: Run, resume: bool) -> dict[str, Any]:
     recipe = run.recipe
     d = recipe.data
@@ -236,6 +257,9 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         eval_records = eval_records[: d.max_eval]
     if not train:
         raise StageError("data: the training set is empty")
+    if d.unanswerable_fraction:
+        train, stats["unanswerable"] = _mix_unanswerable(train, d.unanswerable_fraction, d.unanswerable_variant,
+                                                         recipe.seed)
     if not eval_records:
         raise StageError("data: the held-out set is empty")
     stats.update({
