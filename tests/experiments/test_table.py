@@ -57,6 +57,21 @@ def test_reproduced_not_reproduced_and_pending(tmp_path):
     assert build_table([yes, no, wait], results, None, results_label="experiments/results")[0] == text
 
 
+def test_compute_counts_each_stage_where_it_ran(tmp_path):
+    results = tmp_path / "results"
+    exp = load_experiment(write_experiment(tmp_path, name="01_cost"))
+    write_summaries(exp, results, {"a": [0.6, 0.6, 0.6], "b": [0.4, 0.4, 0.4]})
+    for path in (results / exp.name).glob("*.json"):
+        summary = json.loads(path.read_text())
+        own = {"sft": {"seconds": 600.0, "shared_from": None}, "audit": {"seconds": 60.0, "shared_from": None}}
+        shared = {"sft": {"seconds": 600.0, "shared_from": "../a-s0"}, "audit": {"seconds": 30.0, "shared_from": None}}
+        summary["stages"] = own if path.name.startswith("a-") else shared  # b's SFT was a's: not counted twice
+        path.write_text(json.dumps(summary))
+    text, [res] = build_table([exp], results, None)
+    assert res.computed_seconds == pytest.approx(3 * 660 + 3 * 30)
+    assert "| 6 / 6 | 34 min |" in text and "adds up to **34 min**" in text
+
+
 def test_overlapping_seed_intervals_fail_a_separated_criterion(tmp_path):
     results = tmp_path / "results"
     exp = load_experiment(write_experiment(tmp_path))
