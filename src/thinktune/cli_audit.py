@@ -183,15 +183,10 @@ def _variants(tip: bool, alpha: float, beta: int, words: str | None, steer: list
 
 def _audit_variant(kind: str, setting: Any, model, tok, audit):
     """Run ``audit(logits_processors)`` under one decoding intervention; returns (label suffix, result)."""
-    if kind == "tip":
-        from thinktune.decoding.tip import ThoughtSwitchPenalty
+    from thinktune.decoding.variants import intervention
 
-        return "+tip", audit([ThoughtSwitchPenalty.from_config(tok, setting)])
-    from thinktune.decoding.steering import SteeringVector, steered
-
-    path, strength = setting
-    with steered(model, SteeringVector.load(path), strength):
-        return f"+steer{strength:g}", audit(())
+    with intervention(kind, setting, model, tok) as processors:
+        return ("+tip" if kind == "tip" else f"+steer{setting[1]:g}"), audit(processors)
 
 
 def run_audit(models, data, out, tests, max_items, max_new_tokens, batch_size, samples, unanswerable, instruction,

@@ -245,26 +245,33 @@ def steer_pairs_cmd(
     max_new_tokens: MaxNewOpt = 256,
     instruction: InstrOpt = "auto",
     batch_size: BatchOpt = 16,
+    concise: Annotated[str, typer.Option(help="Concise chain: calculator (GSM8K's <<a*b=c>> annotations) or "
+                                              "reasoning (the item's own reasoning field).")] = "calculator",
     verbose: VerboseOpt = False,
 ) -> None:
-    """GSM8K-format items → {question, concise (calculator annotations), verbose (the model's own chain)} JSONL."""
+    """Items → {question, concise chain, verbose (the model's own chain)} JSONL."""
     from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
     try:
         with _user_errors():
-            from thinktune.decoding.evaluate import gsm8k_pairs
+            from thinktune.decoding.evaluate import CONCISE, steering_pairs
             from thinktune.errors import ThinktuneError
             from thinktune.generation import SamplingParams
             from thinktune.io import atomic_write_text
 
+            if concise not in CONCISE:
+                raise ThinktuneError(f"--concise: {concise!r} is not one of {', '.join(CONCISE)}")
             m, tok, instr, _ = _model(model, instruction, None)
-            pairs = gsm8k_pairs(m, tok, _records(data, n, strip_calculator=False),
-                                SamplingParams(max_new_tokens=max_new_tokens), instr, batch_size=batch_size)
+            pairs = steering_pairs(m, tok, _records(data, n, strip_calculator=False),
+                                   SamplingParams(max_new_tokens=max_new_tokens), instr, batch_size=batch_size,
+                                   concise=concise)
             if not pairs:
-                raise ThinktuneError(f"{data}: no pairs — the items need GSM8K solutions with calculator annotations "
-                                     "(<<a*b=c>>) and the model a non-empty chain for them")
+                need = ("GSM8K solutions with calculator annotations (<<a*b=c>>)" if concise == "calculator"
+                        else "a non-empty reasoning field")
+                raise ThinktuneError(f"{data}: no pairs — the items need {need} and the model a non-empty chain "
+                                     "for them")
             atomic_write_text(output, "".join(json.dumps(p.__dict__, ensure_ascii=False) + "\n" for p in pairs))
     finally:
         set_reporter(prev)

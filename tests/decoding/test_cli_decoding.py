@@ -87,3 +87,21 @@ def test_steer_pairs_extract_sweep(tiny_dir, items, tmp_path):
     assert res["calibration"]["delta"] == 0.1 and "verdict" in res and res["layer"] == 2
     res = runner.invoke(app, ["steer", "sweep", str(tiny_dir), str(vec), "--data", str(items), "--strengths", "a,b"])
     assert res.exit_code == 1 and "--strengths expects numbers" in res.output
+
+
+def test_steer_pairs_from_the_items_own_reasoning(tiny_dir, tmp_path):
+    """--concise reasoning: a task's step trace (canonical records) is the concise chain, not GSM8K annotations."""
+    data, pairs = tmp_path / "chain.jsonl", tmp_path / "pairs.jsonl"
+    rows = [{"id": f"c{i}", "question": f"Compute {i} + 2 - 1.", "reasoning": f"{i} + 2 = {i + 2}\n{i + 2} - 1 = {i + 1}",
+             "answer": str(i + 1)} for i in range(3)] + [{"id": "empty", "question": "Compute 1 + 1.", "answer": "2"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _ok(runner.invoke(app, ["steer", "pairs", str(tiny_dir), "--data", str(data), "--concise", "reasoning",
+                            "--max-new-tokens", "6", "-o", str(pairs)]))
+    got = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert [p["concise"] for p in got] == [r["reasoning"] for r in rows[:3]]  # the item without reasoning is skipped
+    res = runner.invoke(app, ["steer", "pairs", str(tiny_dir), "--data", str(data), "--concise", "terse",
+                              "-o", str(tmp_path / "x.jsonl")])
+    assert res.exit_code == 1 and "--concise: 'terse' is not one of calculator, reasoning" in res.output
+    assert not (tmp_path / "x.jsonl").exists()
+    res = runner.invoke(app, ["steer", "pairs", str(tiny_dir), "--data", str(data), "-o", str(tmp_path / "y.jsonl")])
+    assert res.exit_code == 1 and "calculator annotations" in res.output  # the default needs GSM8K solutions

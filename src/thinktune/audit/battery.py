@@ -28,7 +28,8 @@ from typing import Any
 from thinktune.audit import faithfulness, infogain
 from thinktune.audit.abstention import abstention_metrics, appropriate_behavior, make_unanswerable
 from thinktune.audit.calibration import brier, calibration_summary, ece
-from thinktune.audit.outcomes import aggregate, bootstrap_ci, outcome_row, sampled_metrics, switch_pattern
+from thinktune.audit.outcomes import (aggregate, bootstrap_ci, outcome_row, reasoning_text, sampled_metrics,
+                                      switch_pattern)
 from thinktune.audit.scoring import BranchSet
 from thinktune.audit.traces import Trace, build_trace, make_encoder, space_token_ids, think_prefilled
 from thinktune.config import AuditStage
@@ -95,16 +96,18 @@ def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fm
         completions = [o[0] for o in _generate(model, tokenizer, prompts, params, cfg, cfg.batch_size, model_path,
                                                seed, bar.advance, logits_processors)]
     seconds = time.perf_counter() - t0
-    agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed, model_path)
+    agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed, model_path,
+                                  logits_processors)
     agg["timing"] = {"generate_greedy_s": round(seconds, 3), **agg["timing"]}
     return agg, rows
 
 
 def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequence[str], completions: Sequence[str],
                       cfg: AuditStage, fmt: CompletionFormat, label: str = "model", seed: int = 0,
-                      model_path: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      model_path: str | None = None,
+                      logits_processors: Sequence = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every test in ``cfg`` on given greedy ``completions`` of ``prompts`` (the model's own, or any chains to audit
-    as if the model had written them)."""
+    as if the model had written them); ``logits_processors`` apply to the sampled completions (``cfg.samples``)."""
     import torch
 
     timing: dict[str, float] = {}
@@ -122,10 +125,14 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
         answerable = [i for i, r in enumerate(records) if r.answerable]
         with reporter().task(f"audit {label}: {cfg.samples} samples", total=len(answerable)) as bar:
             outs = _generate(model, tokenizer, [prompts[i] for i in answerable], sp, cfg,
-                             max(1, cfg.batch_size // cfg.samples), model_path, cfg.sampling_seed, bar.advance)
+                             max(1, cfg.batch_size // cfg.samples), model_path, cfg.sampling_seed, bar.advance,
+                             logits_processors)
         for i, texts in zip(answerable, outs):
             answers = [extract_answer(t, fmt, prefilled[i], extractor=cfg.extractor) for t in texts]
-            rows[i]["sampled"] = sampled_metrics(records[i], answers, cfg.pass_k)
+            chains = [reasoning_text(t, fmt, prefilled[i], cfg.extractor) for t in texts]
+            switches = [len(switch_re.findall(c or t)) for c, t in zip(chains, texts)] if switch_re else None
+            rows[i]["sampled"] = sampled_metrics(records[i], answers, cfg.pass_k, switches,
+                                                 [len(encode(c)) if c else 0 for c in chains])
         timing["generate_samples_s"] = time.perf_counter() - t0
 
     if cfg.judge and any(not r.answerable for r in records):

@@ -133,6 +133,16 @@ def underthinking_score(pairs: Sequence[tuple[int, int]]) -> float | None:
 # Per-item rows
 
 
+def reasoning_text(completion: str, fmt: CompletionFormat, think_prefilled: bool = False,
+                   extractor: str = "answer_tag", parsed=None) -> str:
+    """The completion's reasoning: the think block, or the whole text for a model that ignores the tags and is read
+    with a free-text extractor (deviation 5)."""
+    parsed = parsed or parse_completion(completion, fmt, think_prefilled)
+    if parsed.reasoning is None and extractor != "answer_tag":
+        return completion
+    return parsed.reasoning or ""
+
+
 def outcome_row(record: Record, completion: str, fmt: CompletionFormat, count_tokens: Callable[[str], int],
                 think_prefilled: bool = False, extractor: str = "answer_tag",
                 switch_re: re.Pattern[str] | None = None) -> dict[str, Any]:
@@ -141,9 +151,7 @@ def outcome_row(record: Record, completion: str, fmt: CompletionFormat, count_to
     answer = extract_answer(completion, fmt, think_prefilled, extractor=extractor)
     verdict = grade(record, answer)
     tokens = count_tokens(completion)
-    reasoning = parsed.reasoning or ""
-    if parsed.reasoning is None and extractor != "answer_tag":
-        reasoning = completion  # a model that ignores the tags reasons in free text (deviation 5)
+    reasoning = reasoning_text(completion, fmt, think_prefilled, extractor, parsed)
     row: dict[str, Any] = {
         "id": record.id,
         "question": record.question,
@@ -170,16 +178,23 @@ def outcome_row(record: Record, completion: str, fmt: CompletionFormat, count_to
     return row
 
 
-def sampled_metrics(record: Record, answers: Sequence[str | None], ks: Sequence[int]) -> dict[str, Any]:
-    """pass@1 (mean over samples), unbiased pass@k, cons@n and the majority's vote share for one item."""
+def sampled_metrics(record: Record, answers: Sequence[str | None], ks: Sequence[int],
+                    switches: Sequence[int] | None = None, tokens: Sequence[int] | None = None) -> dict[str, Any]:
+    """pass@1 (mean over samples), unbiased pass@k, cons@n and the majority's vote share for one item; with
+    ``switches`` / ``tokens`` (one per sample) also the thought switches and reasoning length of the samples."""
     verdicts = [grade(record, a) for a in answers]
     if any(v is None for v in verdicts) or not answers:
         return {}
     n, c = len(answers), sum(bool(v) for v in verdicts)
     maj = majority_vote(answers)
     share = sum(1 for a in answers if a is not None and a.strip() and normalize(a) == maj) / n if maj else 0.0
-    return {"n_samples": n, "n_correct": c, "pass@k": {str(k): pass_at_k(n, c, k) for k in ks if k <= n},
-            "majority": maj, "majority_correct": bool(grade(record, maj)) if maj else False, "vote_share": share}
+    out = {"n_samples": n, "n_correct": c, "pass@k": {str(k): pass_at_k(n, c, k) for k in ks if k <= n},
+           "majority": maj, "majority_correct": bool(grade(record, maj)) if maj else False, "vote_share": share}
+    if switches is not None:
+        out["switches"] = list(switches)
+    if tokens is not None:
+        out["reasoning_tokens"] = list(tokens)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -230,6 +245,12 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["sampling"] = {"n_samples": sampled[0]["n_samples"],
                            "pass@k": {k: _mean([s["pass@k"].get(k) for s in sampled]) for k in ks},
                            "maj@n": _mean([s["majority_correct"] for s in sampled])}
+        if "switches" in sampled[0]:  # per sampled response, pooled over items (Wang et al.'s switch counts)
+            sw = [x for s in sampled for x in s["switches"]]
+            out["sampling"]["switches_per_response"] = _mean(sw)
+            out["sampling"]["switching_responses"] = _mean([x > 0 for x in sw])
+        if "reasoning_tokens" in sampled[0]:
+            out["sampling"]["reasoning_tokens"] = _mean([x for s in sampled for x in s["reasoning_tokens"]])
     return out
 
 

@@ -8,7 +8,8 @@
   accuracy with its Wilson interval, the paired accuracy change with a bootstrap interval, and the mean next-token
   KL to the unsteered model; the strength whose KL stays ≤ δ is calibrated first. The sign is checked: with
   v = concise − verbose, a positive strength must shorten the chains.
-- :func:`gsm8k_pairs`: (concise, verbose) pairs for extraction from GSM8K-format data.
+- :func:`steering_pairs`: (concise, verbose) pairs for extraction (GSM8K calculator annotations or a record's
+  own reasoning as the concise chain).
 
 How to run::
 
@@ -258,10 +259,20 @@ def concise_from_gsm8k(record: Record) -> str | None:
     return "\n".join(e.replace(" ", "") for e in exprs) + f"\n#### {record.answer}"
 
 
-def gsm8k_pairs(model, tokenizer, records: Sequence[Record], params: SamplingParams, instruction: str | None = None,
-                system: str | None = None, batch_size: int = 16) -> list[SteeringPair]:
-    """(question, concise = calculator annotations, verbose = the model's own greedy chain) — deviation 4."""
-    keep = [(r, c) for r in records if (c := concise_from_gsm8k(r))]
+def concise_from_reasoning(record: Record) -> str | None:
+    """The record's own reasoning (e.g. a procedural task's step trace) as the concise chain; None when empty."""
+    return record.reasoning.strip() or None
+
+
+CONCISE = {"calculator": concise_from_gsm8k, "reasoning": concise_from_reasoning}
+
+
+def steering_pairs(model, tokenizer, records: Sequence[Record], params: SamplingParams, instruction: str | None = None,
+                   system: str | None = None, batch_size: int = 16, concise: str = "calculator") -> list[SteeringPair]:
+    """(question, concise chain, verbose = the model's own greedy chain) — deviation 4. ``concise``: "calculator"
+    (GSM8K's calculator annotations) or "reasoning" (the record's reasoning field, e.g. chain_arith's step trace)."""
+    pick = CONCISE[concise]
+    keep = [(r, c) for r in records if (c := pick(r))]
     prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r, _ in keep]
     with reporter().task("verbose chains (the model's own)", total=len(prompts)) as bar:
         verbose = [o[0] for o in generate_texts(model, tokenizer, prompts, params, batch_size=batch_size,
