@@ -29,7 +29,7 @@ from typing import Any
 
 from thinktune.config import STAGE_ORDER, Recipe, fingerprint
 from thinktune.errors import RunStateError
-from thinktune.experiments.spec import LoadedExperiment, MetricSpec, file_hash, recipe_hash
+from thinktune.experiments.spec import LoadedExperiment, MetricSpec, arm_hash, file_hash
 from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
 from thinktune.run import Run, execute, stage_inputs, versions
@@ -177,20 +177,23 @@ def summarize_run(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, re
                   shared: list[str] | None = None) -> dict[str, Any]:
     root = recipe.run_dir()
     manifest = json.loads((root / "manifest.json").read_text())
-    audit_dirs = {"audit": "audit"}
-    if exp.spec.arms[arm].tip is not None:  # type: ignore[union-attr]
-        audit_dirs["tip"] = "audit-tip"
-    metrics = {m.name: extract_metric(root, recipe, m, "audit-tip" if "tip" in audit_dirs else "audit")
-               for m in exp.spec.metrics}
+    kind = exp.spec.arms[arm].variant  # type: ignore[union-attr]
+    audit_dirs = ["audit"] + ([f"audit-{kind}"] if kind else [])
+    metrics = {m.name: extract_metric(root, recipe, m, audit_dirs[-1]) for m in exp.spec.metrics}
     stages = {s: {"seconds": rec.get("seconds"), "fingerprint": rec.get("fingerprint"),
                   "finished": rec.get("finished"), "shared_from": rec.get("shared_from")}
               for s, rec in manifest.get("stages", {}).items()}
+    if kind:  # the variant's audit is this arm's own compute, listed as a pseudo-stage
+        done = root / f"audit-{kind}" / last_model_stage(recipe) / "audit.json"
+        agg = json.loads(done.read_text()) if done.exists() else {}
+        stages[f"audit-{kind}"] = {"seconds": agg.get("variant_seconds"), "fingerprint": None,
+                                   "finished": agg.get("variant_finished"), "shared_from": None}
     return {
         "experiment": exp.name,
         "arm": arm,
         "seed": seed,
         "reduced": reduced,
-        "recipe_hash": recipe_hash(recipe),
+        "recipe_hash": arm_hash(exp, arm, seed, reduced),
         "experiment_file": os.path.relpath(exp.path.resolve(), exp.root.resolve()),
         "experiment_file_hash": file_hash(exp.path),
         "base_recipe": exp.spec.recipe,
@@ -199,7 +202,7 @@ def summarize_run(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, re
         "shared_stages": shared or [],
         "compute_seconds": round(sum((r.get("seconds") or 0) for r in stages.values() if not r.get("shared_from")), 1),
         "metrics": metrics,
-        "audit": audit_headlines(root, audit_dirs.values()),
+        "audit": audit_headlines(root, audit_dirs),
         "versions": manifest.get("versions") or versions(),
         "hardware": manifest.get("hardware"),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -226,36 +229,52 @@ def summary_path(results: Path, exp: str, arm: str, seed: int) -> Path:
 # Decoding variants
 
 
-def audit_tip(run: Run, tip) -> None:
-    """Audit the run's last model again with the thought-switching penalty into ``<run>/audit-tip/<model>/``."""
+def audit_variant(run: Run, exp: LoadedExperiment, name: str) -> None:
+    """Audit the run's last model again with the arm's decoding variant into ``<run>/audit-<variant>/<model>/``:
+    TIP (decoding/tip.py) as a logits processor on every generation of the audit, or activation steering
+    (decoding/steering.py) as a residual-stream hook around the whole audit. Already done → nothing to do."""
     import torch
 
     from thinktune.audit.battery import audit_model, with_unanswerable, write_audit
     from thinktune.data.records import read_records
-    from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig
+    from thinktune.decoding.variants import intervention
     from thinktune.formatting import CompletionFormat
     from thinktune.models import load_stage_output
 
-    recipe, cfg = run.recipe, run.recipe.audit
-    assert cfg is not None, "a TIP arm needs the audit stage"
+    arm = exp.spec.arms[name]
+    recipe, cfg, kind = run.recipe, run.recipe.audit, arm.variant  # type: ignore[union-attr]
+    assert cfg is not None and kind is not None, "a decoding variant needs the audit stage"
     stage = last_model_stage(recipe)
-    target = run.root / "audit-tip" / stage
+    target = run.root / f"audit-{kind}" / stage
     if (target / "audit.json").exists():
         return
+    t0 = time.perf_counter()
     records = read_records(run.output_path("data") / "eval.jsonl")
     if cfg.max_items:
         records = records[: cfg.max_items]
     records, _ = with_unanswerable(records, cfg)
     torch.manual_seed(recipe.seed)
     model, tok = load_stage_output(run.output_path(stage), recipe.model)
-    kw: dict[str, Any] = {"alpha": tip.alpha, "beta": tip.beta}
-    if tip.words:
-        kw["words"] = tip.words
     fmt = CompletionFormat(**recipe.format.model_dump())
-    agg, rows = audit_model(model, tok, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
-                            label=f"{stage}+tip", seed=recipe.seed,
-                            logits_processors=[ThoughtSwitchPenalty.from_config(tok, TipConfig(**kw))])
-    agg["tip"] = kw
+    if kind == "tip":
+        from thinktune.decoding.tip import TipConfig
+
+        settings: dict[str, Any] = {"alpha": arm.tip.alpha, "beta": arm.tip.beta}  # type: ignore[union-attr]
+        if arm.tip.words:  # type: ignore[union-attr]
+            settings["words"] = arm.tip.words  # type: ignore[union-attr]
+        setting: Any = TipConfig(**settings)
+    else:
+        from thinktune.decoding.steering import SteeringVector
+
+        vector = SteeringVector.load(exp.resolve(arm.steer.vector))  # type: ignore[union-attr]
+        settings = {"vector": arm.steer.vector, "strength": arm.steer.strength, "layer": vector.layer}  # type: ignore[union-attr]
+        setting = (vector, arm.steer.strength)  # type: ignore[union-attr]
+    with intervention(kind, setting, model, tok) as processors:
+        agg, rows = audit_model(model, tok, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
+                                label=f"{stage}+{kind}", seed=recipe.seed, logits_processors=processors)
+    agg[kind] = settings
+    agg["variant_seconds"] = round(time.perf_counter() - t0, 2)
+    agg["variant_finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     tmp = target.with_name(f".{stage}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -319,7 +338,7 @@ def run_one(exp: LoadedExperiment, arm: str, seed: int, out: Path, results: Path
             old = json.loads(spath.read_text())
         except json.JSONDecodeError:
             old = {}
-        if old.get("recipe_hash") == recipe_hash(recipe) and old.get("reduced") == reduced:
+        if old.get("recipe_hash") == arm_hash(exp, arm, seed, reduced) and old.get("reduced") == reduced:
             return RunOutcome(exp.name, arm, seed, "skipped")
     with run_lock(recipe.run_dir()) as mine:
         if not mine:
@@ -338,13 +357,13 @@ def _run_locked(exp: LoadedExperiment, arm: str, seed: int, recipe: Recipe, out:
 
         torch.set_num_threads(recipe.threads)
     run = execute(recipe, stage_fns=stage_fns)
-    tip = exp.spec.arms[arm].tip  # type: ignore[union-attr]
+    spec = exp.spec.arms[arm]  # type: ignore[union-attr]
     variant_error = None
-    if tip is not None:
+    if spec.variant is not None:  # type: ignore[union-attr]
         try:
-            audit_tip(run, tip)
+            audit_variant(run, exp, arm)
         except ValueError as e:  # e.g. this tokenizer cannot spell any switch word: recorded, the table says why
-            variant_error = f"TIP: {e}"
+            variant_error = f"{spec.variant}: {e}"  # type: ignore[union-attr]
     summary = summarize_run(exp, arm, seed, recipe, reduced, shared)
     if variant_error:
         summary["variant_error"] = variant_error

@@ -95,11 +95,32 @@ class TipSpec(_Strict):
     words: list[str] | None = None
 
 
+class SteerSpec(_Strict):
+    """Audit the arm's last model again with an activation-steering vector (decoding/steering.py, ASC) into
+    ``audit-steer/``. ``vector`` is a file written by ``thinktune steer extract``, relative to the repository root;
+    its sha256 is part of the arm's hash, so a new vector makes the arm's old summaries stale."""
+
+    vector: str = Field(min_length=1)
+    strength: float
+
+
 class ArmSpec(_Strict):
-    """One arm: overrides of the base recipe, plus optional decoding-time variants audited after the run."""
+    """One arm: overrides of the base recipe, plus at most one decoding-time variant audited after the run."""
 
     overrides: dict[str, Any] = Field(default_factory=dict)
     tip: TipSpec | None = None
+    steer: SteerSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_variant(self) -> ArmSpec:
+        if self.tip is not None and self.steer is not None:
+            raise ValueError("an arm has at most one decoding variant (tip or steer); make two arms")
+        return self
+
+    @property
+    def variant(self) -> str | None:
+        """``"tip"``, ``"steer"`` or None: the variant audited into ``audit-<variant>/``."""
+        return "tip" if self.tip is not None else "steer" if self.steer is not None else None
 
 
 class Experiment(_Strict):
@@ -124,6 +145,14 @@ class Experiment(_Strict):
         for name, arm in self.arms.items():
             if not name or not all(c.isalnum() or c in "_-." for c in name):
                 raise ValueError(f"arm name {name!r}: use letters, digits, _, - and .")
+            if isinstance(arm, dict) and set(arm) & {"overrides", "tip", "steer"}:  # meant as an ArmSpec
+                try:
+                    arm = ArmSpec.model_validate(arm)
+                except ValidationError as e:
+                    first = e.errors()[0]
+                    where = ".".join(str(x) for x in first["loc"])
+                    raise ValueError(f"arms.{name}{'.' + where if where else ''}: "
+                                     f"{first['msg'].removeprefix('Value error, ')}") from None
             arms[name] = arm if isinstance(arm, ArmSpec) else ArmSpec(overrides=arm)
         self.arms = arms
         if len(self.arms) < 2:
@@ -155,9 +184,13 @@ class LoadedExperiment:
         self.path, self.spec, self.root = path, spec, root
         self.name = path.stem
 
-    def recipe_path(self) -> Path:
-        p = Path(self.spec.recipe)
+    def resolve(self, path: str) -> Path:
+        """A path of the experiment file (recipe, steering vector): absolute, or relative to the repository root."""
+        p = Path(path)
         return p if p.is_absolute() else self.root / p
+
+    def recipe_path(self) -> Path:
+        return self.resolve(self.spec.recipe)
 
     def runs(self, reduced: bool = False) -> list[tuple[str, int]]:
         seeds = (self.spec.reduced_seeds or self.spec.seeds[:1]) if reduced else self.spec.seeds
@@ -213,6 +246,19 @@ def recipe_hash(recipe: Recipe) -> str:
     return fingerprint(full)
 
 
+def arm_hash(exp: LoadedExperiment, arm: str, seed: int, reduced: bool = False) -> str:
+    """What a summary of (arm, seed) must match to count: the recipe hash, extended for an arm with a decoding variant
+    by the variant's settings (and the steering vector's content), so that changing a variant stales its summaries."""
+    h = recipe_hash(exp.arm_recipe(arm, seed, reduced))
+    spec = exp.spec.arms[arm]  # type: ignore[index]
+    if spec.variant is None:  # type: ignore[union-attr]
+        return h
+    settings = getattr(spec, spec.variant).model_dump()  # type: ignore[union-attr]
+    if spec.variant == "steer":  # type: ignore[union-attr]
+        settings["vector_sha256"] = file_hash(exp.resolve(settings["vector"]))
+    return fingerprint({"recipe": h, spec.variant: settings})  # type: ignore[union-attr]
+
+
 def file_hash(path: Path) -> str:
     import hashlib
 
@@ -259,7 +305,11 @@ def load_experiment(path: str | Path, root: str | Path | None = None) -> LoadedE
                 shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
                 lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')}{shown}")
         raise RecipeError(f"{p}: invalid experiment\n  " + "\n  ".join(lines)) from None
-    return LoadedExperiment(p, spec, Path(root) if root else _repo_root(p))
+    exp = LoadedExperiment(p, spec, Path(root) if root else _repo_root(p))
+    for name, arm in spec.arms.items():
+        if arm.steer is not None and not exp.resolve(arm.steer.vector).is_file():  # type: ignore[union-attr]
+            raise RecipeError(f"{p}: arms.{name}.steer.vector: {arm.steer.vector} not found")  # type: ignore[union-attr]
+    return exp
 
 
 def _fields_at(loc: tuple) -> list[str]:

@@ -11,7 +11,7 @@ the numbers they were decided on, and the verdict:
   stage this thinktune does not have yet.
 
 A summary counts only when its ``recipe_hash`` equals the hash of the arm's recipe as the experiment file and base
-recipe resolve *now*, so a number on the page always belongs to the recipe in the repository. The page is
+recipe resolve *now* (for an arm with a decoding variant, extended by the variant's settings: spec.arm_hash), so a number on the page always belongs to the recipe in the repository. The page is
 deterministic: same summaries and files → byte-identical output.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thinktune.errors import ThinktuneError
-from thinktune.experiments.spec import Criterion, LoadedExperiment, file_hash, recipe_hash
+from thinktune.experiments.spec import Criterion, LoadedExperiment, arm_hash, file_hash
 from thinktune.io import atomic_write_text
 
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -111,7 +111,7 @@ def load_summaries(exp: LoadedExperiment, results: Path, reduced: bool = False) 
                 summary = json.loads(path.read_text())
             except json.JSONDecodeError as e:
                 raise ThinktuneError(f"{path}: corrupt summary ({e}); delete it and re-run the arm") from None
-            want = recipe_hash(exp.arm_recipe(arm, seed, reduced))
+            want = arm_hash(exp, arm, seed, reduced)
             if summary.get("recipe_hash") != want or bool(summary.get("reduced")) != reduced:
                 res.stale.append(path.name)
                 continue
@@ -180,6 +180,8 @@ def _overrides_text(exp: LoadedExperiment, arm: str) -> str:
     parts = [f"`{k}={json.dumps(v)}`" for k, v in spec.overrides.items()]  # type: ignore[union-attr]
     if spec.tip is not None:  # type: ignore[union-attr]
         parts.append(f"TIP α={spec.tip.alpha:g} β={spec.tip.beta}")  # type: ignore[union-attr]
+    if spec.steer is not None:  # type: ignore[union-attr]
+        parts.append(f"steering `{spec.steer.vector}` × {spec.steer.strength:g}")  # type: ignore[union-attr]
     return ", ".join(parts) or "(base)"
 
 
