@@ -92,8 +92,8 @@ def test_steer_pairs_extract_sweep(tiny_dir, items, tmp_path):
 def test_steer_pairs_from_the_items_own_reasoning(tiny_dir, tmp_path):
     """--concise reasoning: a task's step trace (canonical records) is the concise chain, not GSM8K annotations."""
     data, pairs = tmp_path / "chain.jsonl", tmp_path / "pairs.jsonl"
-    rows = [{"id": f"c{i}", "question": f"Compute {i} + 2 - 1.", "reasoning": f"{i} + 2 = {i + 2}\n{i + 2} - 1 = {i + 1}",
-             "answer": str(i + 1)} for i in range(3)] + [{"id": "empty", "question": "Compute 1 + 1.", "answer": "2"}]
+    rows = [{"id": f"c{i}", "question": f"Compute {i} + 2 - 1.", "answer": str(i + 1),
+             "reasoning": f"{i} + 2 = {i + 2}\n{i + 2} - 1 = {i + 1}"} for i in range(3)] + [{"id": "empty", "question": "Compute 1 + 1.", "answer": "2"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _ok(runner.invoke(app, ["steer", "pairs", str(tiny_dir), "--data", str(data), "--concise", "reasoning",
                             "--max-new-tokens", "6", "-o", str(pairs)]))

@@ -266,9 +266,10 @@ def audit_variant(run: Run, exp: LoadedExperiment, name: str) -> None:
     else:
         from thinktune.decoding.steering import SteeringVector
 
-        vector = SteeringVector.load(exp.resolve(arm.steer.vector))  # type: ignore[union-attr]
-        settings = {"vector": arm.steer.vector, "strength": arm.steer.strength, "layer": vector.layer}  # type: ignore[union-attr]
-        setting = (vector, arm.steer.strength)  # type: ignore[union-attr]
+        steer = arm.steer  # type: ignore[union-attr]
+        vector = SteeringVector.load(exp.resolve(steer.vector))
+        settings = {"vector": steer.vector, "strength": steer.strength, "layer": vector.layer}
+        setting = (vector, steer.strength)
     with intervention(kind, setting, model, tok) as processors:
         agg, rows = audit_model(model, tok, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
                                 label=f"{stage}+{kind}", seed=recipe.seed, logits_processors=processors)

@@ -307,8 +307,9 @@ def load_experiment(path: str | Path, root: str | Path | None = None) -> LoadedE
         raise RecipeError(f"{p}: invalid experiment\n  " + "\n  ".join(lines)) from None
     exp = LoadedExperiment(p, spec, Path(root) if root else _repo_root(p))
     for name, arm in spec.arms.items():
-        if arm.steer is not None and not exp.resolve(arm.steer.vector).is_file():  # type: ignore[union-attr]
-            raise RecipeError(f"{p}: arms.{name}.steer.vector: {arm.steer.vector} not found")  # type: ignore[union-attr]
+        steer = arm.steer  # type: ignore[union-attr]
+        if steer is not None and not exp.resolve(steer.vector).is_file():
+            raise RecipeError(f"{p}: arms.{name}.steer.vector: {steer.vector} not found")
     return exp
 
 

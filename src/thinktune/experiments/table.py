@@ -11,8 +11,9 @@ the numbers they were decided on, and the verdict:
   stage this thinktune does not have yet.
 
 A summary counts only when its ``recipe_hash`` equals the hash of the arm's recipe as the experiment file and base
-recipe resolve *now* (for an arm with a decoding variant, extended by the variant's settings: spec.arm_hash), so a number on the page always belongs to the recipe in the repository. The page is
-deterministic: same summaries and files → byte-identical output.
+recipe resolve *now* (for an arm with a decoding variant, extended by the variant's settings: spec.arm_hash), so a
+number on the page always belongs to the recipe in the repository. The page is deterministic: same summaries and
+files → byte-identical output.
 """
 
 from __future__ import annotations
