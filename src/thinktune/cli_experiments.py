@@ -50,6 +50,8 @@ def run_cmd(
     results: Annotated[Path | None, typer.Option(help="Where summaries go (default: experiments/results, or "
                                                  "OUT/results with --reduced).")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel (separate processes, one thread each).")] = 1,
+    seeds: Annotated[str | None, typer.Option(help="Only these seeds, comma-separated (e.g. 0,2): two runners given "
+                                                   "disjoint seeds share one experiment without waiting.")] = None,
     table: Annotated[bool, typer.Option("--table/--no-table", help="Regenerate the evidence page afterwards.")] = True,
     directory: DirOpt = Path("experiments"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
@@ -68,7 +70,8 @@ def run_cmd(
     failed = []
     with _user_errors():
         exps = select(names or [], directory, all_=all_)
-        total = sum(len(e.runs(reduced)) for e in exps)
+        only = _parse_seeds(seeds)
+        total = sum(len(e.runs(reduced, only)) for e in exps)
         prev = set_reporter(RichReporter(console))
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -78,7 +81,7 @@ def run_cmd(
                 def on_done(o) -> None:
                     if o.status == "pending":
                         console.print(f"[yellow]pending[/] {o.experiment}: {escape(o.error)}", highlight=False)
-                        progress.advance(task, len(next(e for e in exps if e.name == o.experiment).runs(reduced)))
+                        progress.advance(task, len(next(e for e in exps if e.name == o.experiment).runs(reduced, only)))
                         return
                     progress.advance(task)
                     label = f"{o.experiment}/{o.arm}-s{o.seed}"
@@ -91,7 +94,7 @@ def run_cmd(
                         shared = f" (shared {', '.join(o.shared)})" if o.shared else ""
                         console.print(f"[green]{o.status}[/] {label} {o.seconds:.0f}s{shared}", highlight=False)
 
-                run_experiments(exps, out_dir, results_dir, reduced=reduced, jobs=jobs, on_done=on_done)
+                run_experiments(exps, out_dir, results_dir, reduced=reduced, jobs=jobs, on_done=on_done, seeds=only)
         finally:
             set_reporter(prev)
         if table:
@@ -113,6 +116,20 @@ def _write_table(directory: Path, results: Path, output: Path, reduced: bool, ou
         out.print(f"{r.exp.name}: {r.verdict}" + (f" ({r.why_pending})" if r.verdict == "pending" else ""),
                   highlight=False)
     out.print(f"evidence page: {output}")
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        from thinktune.errors import RecipeError
+
+        raise RecipeError(f"--seeds expects seeds separated by commas, e.g. 0,2 (got {text!r})")
+    return seeds
 
 
 @experiments_app.command("table")

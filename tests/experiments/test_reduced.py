@@ -39,5 +39,6 @@ def test_reduced_experiments_end_to_end(tmp_path):
     verdict = res.stdout.split("01_cot_vs_answer_only: ")[1].split("\n")[0]
     assert verdict in ("reproduced", "not reproduced")  # one seed each: a verdict, not pending
 
-    again = thinktune("experiments", "run", "01", "--reduced", "--out", str(out), "--no-table", cwd=ROOT)
+    again = thinktune("experiments", "run", "01", "--reduced", "--seeds", "0", "--out", str(out), "--no-table",
+                      cwd=ROOT)
     assert again.returncode == 0 and again.stderr.count("skipped") == 2

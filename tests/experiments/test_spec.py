@@ -75,3 +75,15 @@ def test_a_key_given_twice_is_an_error(tmp_path):
     path.write_text(path.read_text() + "  sft.max_steps: 3\n")
     with pytest.raises(RecipeError, match="not valid YAML.*'sft.max_steps' is given twice"):
         load_experiment(path)
+
+
+def test_seeds_select_runs_and_an_unknown_seed_is_an_error(tmp_path, monkeypatch):
+    exp = load_experiment(write_experiment(tmp_path))  # seeds 0, 1, 2; arms a, b
+    assert exp.runs(only_seeds=[2, 0]) == [("a", 0), ("b", 0), ("a", 2), ("b", 2)]
+    with pytest.raises(RecipeError, match="seed\\(s\\) 5 not among its seeds 0, 1, 2"):
+        exp.runs(only_seeds=[1, 5])
+    monkeypatch.chdir(tmp_path)
+    for bad, message in (("5", "seed(s) 5 not among its seeds"), ("x", "--seeds expects seeds separated by commas")):
+        res = CliRunner().invoke(app, ["experiments", "run", "01", "--seeds", bad, "--out", str(tmp_path / "runs")])
+        assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+        assert not (tmp_path / "runs").exists()  # refused before anything ran

@@ -403,9 +403,11 @@ def plan_order(items: list[tuple[LoadedExperiment, str, int, Recipe]]) -> list[t
 
 
 def run_experiments(exps: list[LoadedExperiment], out: Path, results: Path, reduced: bool = False, jobs: int = 1,
-                    on_done: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
-    """Every arm × seed of every experiment. ``jobs`` > 1 runs that many in parallel (separate processes); a run that
-    can share stages with an earlier one waits for it."""
+                    on_done: Callable[[RunOutcome], None] | None = None,
+                    seeds: list[int] | None = None) -> list[RunOutcome]:
+    """Every arm × seed of every experiment (``seeds``: only those). ``jobs`` > 1 runs that many in parallel (separate
+    processes); a run that can share stages with an earlier one waits for it. Two runners given disjoint seeds of
+    one experiment never wait for or duplicate each other's work."""
     outcomes: list[RunOutcome] = []
 
     def done(o: RunOutcome) -> None:
@@ -422,7 +424,7 @@ def run_experiments(exps: list[LoadedExperiment], out: Path, results: Path, redu
         else:
             ready_exps.append(e)
     items = [(e, arm, seed, e.arm_recipe(arm, seed, reduced, out / e.name)) for e in ready_exps
-             for arm, seed in e.runs(reduced)]  # validates every arm before anything runs
+             for arm, seed in e.runs(reduced, seeds)]  # validates every arm before anything runs
 
     if jobs <= 1:
         for e, arm, seed, _ in items:

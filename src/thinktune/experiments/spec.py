@@ -192,8 +192,14 @@ class LoadedExperiment:
     def recipe_path(self) -> Path:
         return self.resolve(self.spec.recipe)
 
-    def runs(self, reduced: bool = False) -> list[tuple[str, int]]:
+    def runs(self, reduced: bool = False, only_seeds: list[int] | None = None) -> list[tuple[str, int]]:
+        """(arm, seed) of every run, seed-major; ``only_seeds`` keeps those seeds (each must be one of the file's)."""
         seeds = (self.spec.reduced_seeds or self.spec.seeds[:1]) if reduced else self.spec.seeds
+        if only_seeds is not None:
+            if unknown := [s for s in only_seeds if s not in seeds]:
+                raise RecipeError(f"{self.path}: seed(s) {', '.join(map(str, unknown))} not among its "
+                                  f"{'reduced ' if reduced else ''}seeds {', '.join(map(str, seeds))}")
+            seeds = [s for s in seeds if s in only_seeds]
         return [(arm, seed) for seed in seeds for arm in self.spec.arms]
 
     def arm_recipe(self, arm: str, seed: int, reduced: bool = False, output_dir: str | Path = "runs") -> Recipe:
