@@ -48,3 +48,12 @@ def test_additions_benchmark_time_to_target_sums_step_times_up_to_the_first_eval
     assert bench.time_to_target(rows, 0.6) == (40.0, 0.62, 40.0)
     assert bench.time_to_target(rows, 0.5) == (30.0, 0.62, 40.0)
     assert bench.time_to_target(rows, 0.7) == (None, 0.62, 40.0)
+
+
+def test_additions_benchmark_ratio_is_an_upper_bound_when_only_the_without_arm_misses_the_target():
+    spec = importlib.util.spec_from_file_location("bench_add", ROOT / "benchmarks" / "bench_grpo_additions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.seed_ratio((30.0, 0.7, 90.0), (60.0, 0.7, 80.0)) == (0.5, False)
+    assert bench.seed_ratio((30.0, 0.7, 90.0), (None, 0.6, 120.0)) == (0.25, True)
+    assert bench.seed_ratio((None, 0.6, 90.0), (60.0, 0.7, 80.0)) == (None, False)

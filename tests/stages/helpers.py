@@ -24,7 +24,9 @@ def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
     raw["sft"].update(max_steps=24, examples_per_step=16, micro_batch_size=16, save_steps=8, warmup_ratio=0.0)
     raw["grpo"].update(max_steps=6, prompts_per_step=4, samples_per_prompt=4, micro_batch_size=16,
                        max_new_tokens=40, save_steps=2,
-                       preflight=False)  # this model is too small to learn the format: the pre-flight would refuse
+                       preflight=False,  # this model is too small to learn the format: the pre-flight would refuse
+                       # and most groups have no reward variance: dynamic sampling would stop the run (as it should)
+                       dynamic_sampling={"enabled": False})
     raw["audit"].update(max_new_tokens=40, batch_size=40)
     for stage, over in stage_overrides.items():
         if over is None:  # drop a stage: reduced_recipe(tmp, grpo=None)
