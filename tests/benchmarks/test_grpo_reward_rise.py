@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("grpo_reward_rise", ROOT / "benchmarks" / "grpo_reward_rise.py")
-rise = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rise)
+
+
+def _load(name: str):
+    """A benchmarks/ script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rise = _load("grpo_reward_rise")
+bench = _load("bench_grpo_additions")
 
 
 def _run(tmp_path, rewards, every=5):
@@ -40,9 +49,6 @@ def test_coarse_logging_is_refused():
 
 
 def test_additions_benchmark_time_to_target_sums_step_times_up_to_the_first_eval_at_target():
-    spec = importlib.util.spec_from_file_location("bench_add", ROOT / "benchmarks" / "bench_grpo_additions.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     rows = [{"step": 5, "step_time": 2.0}, {"step": 10, "step_time": 4.0}, {"step": 10, "eval_accuracy": 0.55},
             {"step": 15, "step_time": 1.0}, {"step": 20, "step_time": 1.0}, {"step": 20, "eval_accuracy": 0.62}]
     assert bench.time_to_target(rows, 0.6) == (40.0, 0.62, 40.0)
@@ -51,9 +57,6 @@ def test_additions_benchmark_time_to_target_sums_step_times_up_to_the_first_eval
 
 
 def test_additions_benchmark_ratio_is_an_upper_bound_when_only_the_without_arm_misses_the_target():
-    spec = importlib.util.spec_from_file_location("bench_add", ROOT / "benchmarks" / "bench_grpo_additions.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     assert bench.seed_ratio((30.0, 0.7, 90.0), (60.0, 0.7, 80.0)) == (0.5, False)
     assert bench.seed_ratio((30.0, 0.7, 90.0), (None, 0.6, 120.0)) == (0.25, True)
     assert bench.seed_ratio((None, 0.6, 90.0), (60.0, 0.7, 80.0)) == (None, False)
