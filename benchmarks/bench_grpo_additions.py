@@ -17,16 +17,19 @@ the SFT model's accuracy on the same items (the last ``eval_accuracy`` of ``sft/
 to target is the summed TRL ``step_time`` (generation + scoring + backward; evaluations excluded) up to the first
 evaluation at or above the target. Printed: per seed the SFT accuracy, each arm's time to target (or "not reached"
 with its best accuracy), the ratio with / without, and the median ratio over the seeds (the acceptance is ≤ 0.7).
-A seed where the *with* arm never reaches the target has no ratio. A seed where only the *without* arm misses it
-gets an upper bound, ``with / without's whole training time`` (its true time to target is longer than the run), printed
-as ``≤ r``; the median over seeds is then an upper bound too (a median is monotone in each value) and says so.
-Both are printed, never hidden.
+A seed whose arm misses the target still bounds its ratio, as an interval: only the *without* arm missed →
+``≤ with / without's whole training time`` (its true time to target is longer than its run); only the *with* arm
+missed → ``≥ with's whole training time / without``; neither reached it → unknown (0 to ∞). The median over all the
+seeds is then an interval too — a median is monotone in each value, so it lies between the median of the lower ends
+and the median of the upper ends — and the verdict is "met" only when its upper end is ≤ 0.7, "not met" when its
+lower end is above, else "not established". No seed is dropped from the median.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -58,14 +61,38 @@ def time_to_target(rows: list[dict], target: float) -> tuple[float | None, float
 
 
 def seed_ratio(with_: tuple[float | None, float, float],
-               without: tuple[float | None, float, float]) -> tuple[float | None, bool]:
-    """(ratio with / without of the times to target, True when it is only an upper bound), from two
-    :func:`time_to_target` results; (None, False) when the with arm never reached the target."""
-    if with_[0] is None:
-        return None, False
-    if without[0] is None:  # without's time to target exceeds its whole run: the ratio is below with / total
-        return with_[0] / without[2], True
-    return with_[0] / without[0], False
+               without: tuple[float | None, float, float]) -> tuple[float, float]:
+    """The interval (low, high) that holds the ratio with / without of the times to target, from two
+    :func:`time_to_target` results; low == high when both arms reached the target."""
+    (w, _, w_total), (wo, _, wo_total) = with_, without
+    if w is not None and wo is not None:
+        return w / wo, w / wo
+    if w is not None:  # without's time to target exceeds its whole run
+        return 0.0, w / wo_total
+    if wo is not None:  # with's time to target exceeds its whole run
+        return w_total / wo, math.inf
+    return 0.0, math.inf
+
+
+def describe(low: float, high: float) -> str:
+    """An interval from :func:`seed_ratio` as printed: ``0.52``, ``≤ 0.90``, ``≥ 1.30``, ``0.52–0.81`` or ``unknown``."""
+    if low == high:
+        return f"{low:.2f}"
+    if low == 0.0 and high == math.inf:
+        return "unknown"
+    if low == 0.0:
+        return f"≤ {high:.2f}"
+    if high == math.inf:
+        return f"≥ {low:.2f}"
+    return f"{low:.2f}–{high:.2f}"
+
+
+def median_interval(intervals: list[tuple[float, float]], target: float = 0.7) -> tuple[float, float, str]:
+    """(low, high, verdict) of the median ratio over every seed's interval; verdict met / not met / not established."""
+    low = statistics.median(lo for lo, _ in intervals)
+    high = statistics.median(hi for _, hi in intervals)
+    verdict = "met" if high <= target else "not met" if low > target else "not established"
+    return low, high, verdict
 
 
 def run_arm(recipe: Path, sft_run: Path, out: Path, name: str, seed: int, overrides: list[str], eval_every: int):
@@ -96,34 +123,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--with", dest="with_", nargs="*", default=["grpo.dynamic_sampling.enabled=true"])
     ap.add_argument("--without", nargs="*", default=["grpo.dynamic_sampling.enabled=false"])
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="train nothing: read the arms already in --out (e.g. seeds run by separate processes)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ratios = []
+    intervals: list[tuple[float, float]] = []
     for seed in args.seeds:
         sft_run = args.sft_runs / f"qs-s{seed}"
         sft_acc = [r["eval_accuracy"] for r in _rows(sft_run / "sft" / "metrics.jsonl") if "eval_accuracy" in r][-1]
         target = sft_acc + args.points / 100
         times = {}
         for arm, over in (("with", args.with_), ("without", args.without)):
-            rows = run_arm(args.recipe, sft_run, args.out, f"{arm}-s{seed}", seed, over, args.eval_every)
+            if args.summarize_only:
+                rows = _rows(args.out / f"{arm}-s{seed}" / "grpo" / "metrics.jsonl")
+            else:
+                rows = run_arm(args.recipe, sft_run, args.out, f"{arm}-s{seed}", seed, over, args.eval_every)
             times[arm] = time_to_target(rows, target)
         line = f"seed {seed}: SFT {sft_acc:.3f} → target {target:.3f}"
         for arm, (t, best, total) in times.items():
             line += f" | {arm}: " + (f"{t:.0f} s" if t is not None else f"not reached (best {best:.3f})")
             line += f" of {total:.0f} s"
-        ratio, bound = seed_ratio(times["with"], times["without"])
-        if ratio is not None:
-            ratios.append((ratio, bound))
-            line += f" | ratio {'≤ ' if bound else ''}{ratio:.2f}"
+        low, high = seed_ratio(times["with"], times["without"])
+        intervals.append((low, high))
+        line += f" | ratio {describe(low, high)}"
         print(line, flush=True)
-    if ratios:
-        med = statistics.median(r for r, _ in ratios)
-        bound = any(b for _, b in ratios)
-        note = " (an upper bound: a without arm never reached the target)" if bound else ""
-        print(f"median ratio with/without over {len(ratios)} of {len(args.seeds)} seeds: "
-              f"{'≤ ' if bound else ''}{med:.2f}{note} (acceptance ≤ 0.7)")
-    else:
-        print("no seed where the with arm reached the target: no ratio")
+    low, high, verdict = median_interval(intervals)
+    print(f"median ratio with/without over {len(intervals)} seeds: {describe(low, high)} (acceptance ≤ 0.7): {verdict}")
     return 0
 
 
