@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,20 +26,25 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
 from thinktune.errors import RecipeError
+from thinktune.paths import check_name, output_dir_problems
+from thinktune.safe_yaml import YamlError, load_yaml, load_yaml_file
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
+MAX_SEED = 2**32 - 1  # numpy's seed range (python and torch take more)
 STAGE_ORDER = ("data", "base", "sft", "grpo", "dpo", "audit", "report")  # DESIGN.md: sft -> grpo -> dpo
 MODEL_STAGES = ("base", "sft", "grpo", "dpo")  # stages whose output is a model the audit compares
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: every float of a recipe is finite (`temperature: .inf` used to pass)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class TinyModelConfig(_Strict):
@@ -106,6 +110,19 @@ class FormatConfig(_Strict):
     answer_open: str = "<answer>"
     answer_close: str = "</answer>"
 
+    @model_validator(mode="after")
+    def _usable_tags(self) -> FormatConfig:
+        tags = {"think_open": self.think_open, "think_close": self.think_close, "answer_open": self.answer_open,
+                "answer_close": self.answer_close}
+        for key, tag in tags.items():
+            if not tag.strip():
+                raise ValueError(f"format.{key} must not be empty or blank (the parser finds blocks by their tags)")
+        for a, ta in tags.items():
+            for b, tb in tags.items():
+                if a != b and ta in tb:
+                    raise ValueError(f"format.{a} ({ta!r}) must differ from, and not occur inside, format.{b} ({tb!r})")
+        return self
+
 
 class TaskConfig(_Strict):
     """A built-in synthetic task (data/tasks.py) generated deterministically from the recipe seed."""
@@ -125,7 +142,7 @@ class SourceConfig(_Strict):
     split: str = "train"  # datasets split
     reasoning_gym: str | None = None  # reasoning-gym dataset name, e.g. leg_counting (its scorer verifies)
     size: PositiveInt = 1000  # reasoning-gym: number of items
-    seed: NonNegativeInt = 0  # reasoning-gym: generator seed
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # reasoning-gym: generator seed
     config: dict[str, Any] = Field(default_factory=dict)  # reasoning-gym dataset config (difficulty)
     format: Literal["auto", "canonical", "gsm8k", "math"] = "auto"  # gsm8k: "#### N" -> answer; math: \boxed{}
     fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> source column, e.g. {question: prompt}
@@ -404,7 +421,7 @@ class AuditStage(_Strict):
     pass_k: list[PositiveInt] = Field(default_factory=lambda: [1, 4])  # k values for pass@k (k <= samples)
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
-    sampling_seed: NonNegativeInt = 1234  # the audit's own sampling seed (RELIABILITY.md §7)
+    sampling_seed: int = Field(1234, ge=0, le=MAX_SEED)  # the audit's own sampling seed (RELIABILITY.md §7)
     unanswerable: Literal["none", "question_only", "drop_quantity", "unknown_number"] = "none"  # add variants
     extractor: str = "answer_tag"  # answer extraction (rewards.answers.EXTRACTORS); "auto" for untrained models
     paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
@@ -428,9 +445,9 @@ ReportTo = Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "cle
 class Recipe(_Strict):
     """A whole pipeline. Stages present in the recipe run in STAGE_ORDER."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # run directory name under output_dir
-    seed: NonNegativeInt = 0  # seeds python, numpy, torch and data shuffles
-    output_dir: str = "runs"  # runs/<name>/
+    name: str  # run directory name under output_dir: one plain path component (paths.py)
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seeds python, numpy, torch and data shuffles
+    output_dir: str = Field("runs", min_length=1)  # runs/<name>/
     threads: PositiveInt | None = None  # torch intra-op threads (None = torch's default); `run --threads` wins
     model: ModelConfig
     format: FormatConfig = Field(default_factory=FormatConfig)
@@ -441,6 +458,11 @@ class Recipe(_Strict):
     audit: AuditStage | None = None
     report: ReportStage | None = None
     report_to: list[ReportTo] = Field(default_factory=list)  # training logs also go to these (transformers report_to)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v, "name")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
@@ -515,8 +537,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise RecipeError(f"override {text!r}: empty key in path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
+        value = load_yaml(raw, f"override {key.strip()}") if raw.strip() else None
+    except YamlError as e:
         raise RecipeError(f"override {text!r}: value is not valid YAML ({e})") from None
     if isinstance(value, str) and _FLOAT.match(value):  # YAML 1.1 reads "1e-4" as a string
         value = float(value)
@@ -552,14 +574,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file."""
     p = Path(path)
-    if not p.is_file():
-        raise RecipeError(f"{p}: recipe file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{p}: not valid YAML: {e}") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{p}: not valid UTF-8") from None
+    raw = load_yaml_file(p, "recipe file")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -574,8 +589,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def check_inputs(recipe: Recipe, source: str) -> None:
-    """Fail early on files the recipe names but that do not exist (models and data)."""
-    problems = []
+    """Fail early on what would fail later: files the recipe names that do not exist (models and data), an
+    output_dir that is a file, names that do not resolve (rewards, tasks, knobs, ``trl:`` keys) and sizes this
+    machine cannot hold (recipe_check.py)."""
+    problems = output_dir_problems(recipe.output_dir, recipe.name)
     m = recipe.model
     if m.path and m.path != "smollm2":
         local = Path(m.path)
@@ -618,6 +635,10 @@ def check_inputs(recipe: Recipe, source: str) -> None:
                 f"grpo: prompts_per_step × samples_per_prompt ({completions}) must be a multiple of "
                 f"micro_batch_size ({g.micro_batch_size})"
             )
+    if not problems:  # names and sizes are judged on a recipe whose files are all there
+        from thinktune.recipe_check import deep_problems  # resolves rewards, tasks, TRL: layers above this one
+
+        problems = deep_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
 

@@ -13,11 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from thinktune.config import MODEL_STAGES, Recipe
 from thinktune.errors import RunStateError
 from thinktune.io import commit_dir, staging_dir
+from thinktune.safe_yaml import load_yaml_file
 
 
 def export_model(run_dir: str | Path, output: str | Path, stage: str | None = None, merge: bool = True) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def export_model(run_dir: str | Path, output: str | Path, stage: str | None = No
     if not manifest_path.exists() or not recipe_path.exists():
         raise RunStateError(f"{root}: not a thinktune run directory (no manifest.json / recipe.yaml)")
     manifest = json.loads(manifest_path.read_text())
-    recipe = Recipe.model_validate(yaml.safe_load(recipe_path.read_text()))
+    recipe = Recipe.model_validate(load_yaml_file(recipe_path, "run recipe"))
     done = [s for s in MODEL_STAGES if manifest.get("stages", {}).get(s, {}).get("status") == "complete"
             and (root / s / "final").exists()]
     if not done:

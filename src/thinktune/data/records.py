@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from thinktune.errors import ThinktuneError
-from thinktune.io import atomic_write_text
+from thinktune.io import atomic_write_text, temp_file
 
 
 class DataError(ThinktuneError, ValueError):
@@ -257,13 +257,11 @@ class JsonlWriter:
         self.count = 0
         self._fh = None
         self._tmp: str | None = None
+        self._cm = None
 
     def __enter__(self) -> JsonlWriter:
-        import tempfile
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        self._cm = temp_file(self.path)
+        self._fh, self._tmp = self._cm.__enter__()
         return self
 
     def write(self, row: BaseModel | dict) -> None:
@@ -274,14 +272,11 @@ class JsonlWriter:
         self.count += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        fh, tmp = self._fh, self._tmp
         try:
             if exc_type is None:
-                fh.flush()
-                os.fsync(fh.fileno())
-            fh.close()
-            if exc_type is None:
-                os.replace(tmp, self.path)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+                os.replace(self._tmp, self.path)
         finally:
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
+            self._cm.__exit__(exc_type, exc, tb)

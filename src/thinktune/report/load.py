@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from thinktune.config import MODEL_STAGES
 from thinktune.errors import ThinktuneError
+from thinktune.safe_yaml import YamlError, load_yaml_file
 
 TRAINING_STAGES = ("sft", "grpo", "dpo")  # stages whose metrics.jsonl is drawn as training curves
 ROLLOUT_STEPS = 3  # GRPO completion files read: first, middle, last logged step
@@ -106,8 +106,8 @@ def load_run(path: str | Path) -> RunData:
     recipe: dict[str, Any] = {}
     if (root / "recipe.yaml").is_file():
         try:
-            recipe = yaml.safe_load((root / "recipe.yaml").read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            recipe = load_yaml_file(root / "recipe.yaml", "run recipe") or {}
+        except YamlError as e:
             problems.append(f"{root / 'recipe.yaml'}: unreadable ({e.__class__.__name__})")
     run = RunData(root=root, name=str(manifest.get("name") or recipe.get("name") or root.name), manifest=manifest,
                   recipe=recipe if isinstance(recipe, dict) else {}, problems=problems)

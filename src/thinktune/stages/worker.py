@@ -44,8 +44,14 @@ def read_accelerate_config(path: Path):
     """accelerate's own parser (a ClusterConfig); a bad file is a RecipeError naming it."""
     from accelerate.commands.config.config_args import load_config_from_file
 
+    from thinktune.safe_yaml import YamlError, load_yaml_file
+
     if not Path(path).is_file():
         raise RecipeError(f"--accelerate-config: {path} does not exist")
+    try:  # our limits first (alias bombs, depth, duplicate keys): accelerate parses with plain yaml.safe_load
+        load_yaml_file(path, "accelerate config")
+    except YamlError as e:
+        raise RecipeError(f"--accelerate-config: {e}") from None
     try:
         return load_config_from_file(str(path))
     except Exception as e:  # accelerate raises TypeError/ValueError/yaml errors for a bad file
@@ -241,12 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import logging
 
-    import yaml
-
     from thinktune import distributed
     from thinktune.config import Recipe
     from thinktune.progress import set_reporter
     from thinktune.run import Run, default_stage_fns
+    from thinktune.safe_yaml import load_yaml_file
 
     parser = argparse.ArgumentParser(prog="python -m thinktune.stages.worker")
     parser.add_argument("run_dir", type=Path)
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        recipe = Recipe.model_validate(yaml.safe_load((args.run_dir / "recipe.yaml").read_text(encoding="utf-8")))
+        recipe = Recipe.model_validate(load_yaml_file(args.run_dir / "recipe.yaml", "run recipe"))
         run = Run(args.run_dir, recipe)
         distributed.init()
         if main_rank:
