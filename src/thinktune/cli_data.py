@@ -119,7 +119,8 @@ def convert_cmd(
             if strict and counts:
                 raise DataError(str(problems[0]), None, None, "stopping (--strict); nothing was written")
             if w.count == 0:
-                raise DataError(source, None, None, "no valid rows; nothing was written")
+                first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+                raise DataError(source, None, None, f"no valid rows{first}; nothing was written")
     _print_problems(problems, counts)
     out.print(f"[green]wrote[/] {w.count} records to {output}" + (f" (skipped {sum(counts.values())} bad rows)" if counts else ""))
     if counts:
@@ -157,7 +158,7 @@ def curate_cmd(
                                        curate_stream, id_bucket, load_tokenizer, near_duplicates)
     from thinktune.data.records import DataError, JsonlWriter, Record, scan_lines
     from thinktune.data.stats import compute_stats
-    from thinktune.io import atomic_write_json
+    from thinktune.io import FileGroup, temp_file
     from thinktune.progress import reporter
 
     if (eval_fraction is None) != (eval_output is None):
@@ -183,13 +184,17 @@ def curate_cmd(
                              contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold) if eval_recs else None)
         specs = [_spec(p, fmt, None) for p in inputs]
         hasher = MinHasher()
-        stage1 = output.with_name(f".{output.name}.stage1")
-        try:
+        stats_path = report or output.with_name(output.name + ".stats.json")
+        targets = [output, *([eval_output] if eval_output else []), stats_path]
+        # outputs and stats are committed together, stats last (io.FileGroup): a kill never pairs a new output
+        # with a stale stats file, and the stage-1 scratch file is a temp the next command cleans up if killed
+        with FileGroup(targets, last=stats_path) as group, \
+                temp_file(output.with_name(output.name + ".stage1")) as (stage_fh, stage1):
             sigs = []
-            with reporter().task("curate") as t, JsonlWriter(stage1) as w:
+            with reporter().task("curate") as t:
                 buf: list = []
                 for rec in curate_stream(_records(specs, problems, counts, show), opts, rep, on_chunk=t.advance):
-                    w.write(rec)
+                    stage_fh.write(rec.model_dump_json() + "\n")
                     if near:
                         buf.append(" ".join((rec.question, rec.reasoning)))
                         if len(buf) >= 4096:
@@ -197,6 +202,10 @@ def curate_cmd(
                             buf = []
                 if near and buf:
                     sigs.append(hasher.signatures(buf))
+            stage_fh.close()
+            if rep.seen == 0:
+                first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+                raise DataError(", ".join(map(str, inputs)), None, None, f"no valid rows{first}; nothing was written")
             drop: dict[int, tuple[int, float]] = {}
             if near and sigs:
                 import numpy as np
@@ -205,8 +214,8 @@ def curate_cmd(
             kept: list[Record] = []
             ids: list[str] = []
             fr = rep.filter("near_dedupe") if near else None
-            train_w = JsonlWriter(output)
-            eval_w = JsonlWriter(eval_output) if eval_output else None
+            train_w = JsonlWriter(output, group)
+            eval_w = JsonlWriter(eval_output, group) if eval_output else None
             with train_w, (eval_w or _Null()):
                 for i, (_, obj) in enumerate(scan_lines(stage1)):
                     rec = Record.model_validate(obj)
@@ -223,12 +232,10 @@ def curate_cmd(
             for i, (k, sim) in sorted(drop.items()):
                 fr.add(ids[i], "near_duplicate", f"near-duplicate of {ids[k]} (Jaccard ≈ {sim:.2f})")
             rep.kept -= len(drop)
-        finally:
-            stage1.unlink(missing_ok=True)
-        result = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
-                  "train": train_w.count, "eval": eval_w.count if eval_w else None,
-                  "stats": compute_stats(kept, tok)}
-        atomic_write_json(report or output.with_name(output.name + ".stats.json"), result)
+            result = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
+                      "train": train_w.count, "eval": eval_w.count if eval_w else None,
+                      "stats": compute_stats(kept, tok)}
+            group.write_text(stats_path, json.dumps(result, indent=2, default=str) + "\n")
     _print_problems(problems, counts)
     for name, f in rep.filters.items():
         out.print(f"  [bold]{name}[/]: removed {f.removed} ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})")
