@@ -87,12 +87,17 @@ def validate_cmd(
             good += sum(1 for _ in _records([_spec(f, fmt, fields, max_row_bytes)], problems, counts, show))
     _print_problems(problems, counts)
     bad = sum(counts.values())
+    if good == 0:
+        from rich.markup import escape
+
+        hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" and bad else ""
+        first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+        console.print(f"[bold red]error:[/] {escape(', '.join(map(str, files)))}: no valid rows{escape(first)}{hint}",
+                      highlight=False)
+        raise typer.Exit(1)
     out.print(f"{'[green]ok[/]' if not bad else '[yellow]problems[/]'}: {good} valid rows, {bad} problem(s) "
               f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
-    if (bad and strict) or good == 0:
-        if good == 0:
-            hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" else ""
-            console.print(f"[bold red]error:[/] no valid rows{hint}")
+    if bad and strict:
         raise typer.Exit(1)
 
 

@@ -133,8 +133,9 @@ def load_yaml(text: str, source: str = "<yaml>") -> Any:
     """Parse one YAML document with the limits above; ``source`` names it in errors."""
     if len(text) > MAX_BYTES:
         raise YamlError(f"{source}: {len(text):,} characters, over the {MAX_BYTES:,} limit for a YAML file")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader rejects control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -145,7 +146,8 @@ def load_yaml(text: str, source: str = "<yaml>") -> Any:
     except RecursionError:  # defensive: the limits above keep far below Python's recursion limit
         raise YamlError(f"{source}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: str | os.PathLike, what: str = "file") -> Any:

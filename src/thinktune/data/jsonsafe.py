@@ -11,7 +11,9 @@ recipe's ``train_file`` agree on what a bad row is. Policy (each a located probl
    reported (``bad_json``), not a traceback.
 3. Values nested deeper than :data:`MAX_DEPTH` are reported: pydantic parses JSON up to ~200 levels and writes up to
    ~250, so deeper rows would validate and then crash ``convert`` (``invalid_field``).
-4. A UTF-16 / UTF-32 file (byte-order mark) is named as such instead of as hundreds of bad-UTF-8 lines; a UTF-8
+4. A string with a lone surrogate (``"\\ud800"`` is valid JSON but not Unicode) is reported: it cannot be written
+   as UTF-8, so it would crash the writer of ``convert`` / ``curate`` (``invalid_field``).
+5. A UTF-16 / UTF-32 file (byte-order mark) is named as such instead of as hundreds of bad-UTF-8 lines; a UTF-8
    byte-order mark is skipped.
 """
 
@@ -20,9 +22,11 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import re
 import sys
 from typing import Any
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_DEPTH = 100  # object / array levels in one row (a record's meta is usually 1-3 deep)
 
 _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
@@ -75,7 +79,10 @@ def value_problem(obj: Any, max_depth: int = MAX_DEPTH) -> tuple[str, str] | Non
     stack: list[tuple[Any, str, int]] = [(obj, "", 0)]
     while stack:
         value, where, depth = stack.pop()
-        if isinstance(value, float):
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                return where, "contains a lone surrogate (\\ud800-\\udfff escape), which is not valid Unicode"
+        elif isinstance(value, float):
             if not math.isfinite(value):
                 return where, f"{value} is not a finite number (JSON has no NaN or Infinity)"
         elif isinstance(value, (dict, list)):
@@ -83,8 +90,11 @@ def value_problem(obj: Any, max_depth: int = MAX_DEPTH) -> tuple[str, str] | Non
                 return where, f"nested deeper than {max_depth} levels"
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
-                if isinstance(v, (dict, list, float)):
-                    stack.append((v, f"{where}.{k}" if where else str(k), depth + 1))
+                if isinstance(k, str) and not k.isascii() and _SURROGATE.search(k):
+                    return where, f"the key {ascii(k)} contains a lone surrogate, which is not valid Unicode"
+                path = f"{where}.{k}" if where else str(k)
+                if isinstance(v, (dict, list, float, str)):
+                    stack.append((v, path, depth + 1))
     return None
 
 

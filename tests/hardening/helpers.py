@@ -1,0 +1,53 @@
+"""Shared by the hardening tests: a stub model for the server (random init, built in about a second)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+STUB = "stub"
+
+
+def stub_model():
+    """An untrained 1-layer Qwen2 with a BPE tokenizer and chat template: the server needs tokens, not sense."""
+    import torch
+
+    from thinktune.config import TinyModelConfig
+    from thinktune.formatting import render
+    from thinktune.models import build_tiny
+
+    corpus = [f"what is {a} + {b}?" for a in range(9) for b in range(9)] + [render("1 + 1 = 2", "2")] * 5
+    torch.manual_seed(0)
+    model, tok = build_tiny(TinyModelConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=1,
+                                            num_heads=2, max_positions=128), corpus, seed=0)
+    model.eval()
+    return model, tok
+
+
+@contextlib.contextmanager
+def live_guarded(engine, policy=None):
+    """``engine`` served on 127.0.0.1:<free port> with :func:`thinktune.serve.uvicorn_config` — the settings
+    ``thinktune serve`` uses (guard, header timeout, connection limit). Yields the port."""
+    import uvicorn
+
+    from thinktune.serve import uvicorn_config
+    from thinktune.serve_guard import Policy
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(engine, "127.0.0.1", port, policy or Policy("127.0.0.1", port), 5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
