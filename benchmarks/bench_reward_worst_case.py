@@ -12,8 +12,9 @@ huge numbers (a 5,000-digit answer raised instead of scoring 0), unbalanced brac
 the keywords the extractors look for, and plain large texts. ``unclosed_answer_tags_200k`` is 1.6 MB, the
 issue's own case; every other input is ``--size`` characters.
 
-Each reward runs in its own process (Math-Verify warmed up first, as a reward worker does), one call per input;
-a call over ``--timeout`` seconds is stopped and reported as such. Printed: per reward the worst input and its
+Each reward runs in its own process (Math-Verify warmed up first, as a reward worker does), one call per input,
+timed in CPU seconds of that process (``time.process_time``: the measure of the work, unaffected by other load on
+a shared machine); a call over ``--timeout`` wall-clock seconds is stopped and reported as such. Printed: per reward the worst input and its
 time, then whether all are within ``--budget``; ``--json`` writes the full reward × input matrix.
 """
 
@@ -61,6 +62,10 @@ def cases(size: int) -> dict[str, Callable[[], str]]:
         "repeated_words": lambda: _render("the cat sat on the mat " * (n // 23), "18"),
         "mixed_scripts": lambda: _render("数 число number 数字 " * (n // 20), "18"),
         "idk_spam": lambda: _render("I don't know " * (n // 13), "I don't know"),
+        "nested_boxed": lambda: _render("r", "\\boxed{" * (n // 8) + "1" + "}" * (n // 8)),
+        "unclosed_math_spans": lambda: _render("\\( $$ " * (n // 7), "18"),
+        "dollar_run_last_line": lambda: "answer: " + "$" * (n - 10) + "x",
+        "spaces_in_answer": lambda: _render("r", "1" + " " * (n - 40) + "2"),
     }
 
 
@@ -93,20 +98,46 @@ def _child(reward: str, kwargs: dict, size: int, names: list[str], conn) -> None
     built = cases(size)
     for name in names:
         text = built[name]()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             fn(text, record, **kwargs)
             error = None
         except Exception as e:  # noqa: BLE001 - an error is a result here (it would be a failed reward call)
             error = f"{type(e).__name__}: {str(e)[:80]}"
-        conn.send((name, time.perf_counter() - t0, error))
+        conn.send((name, time.process_time() - t0, error))
     conn.close()
 
 
-def measure(size: int, timeout: float, only: list[str] | None = None) -> dict[str, dict[str, dict]]:
-    """{reward label: {input: {"seconds", "error", "timed_out"}}}, each reward in its own process."""
+def measure_inline(size: int, names: list[str] | None = None, labels: list[str] | None = None,
+                   repeats: int = 1) -> dict[str, dict[str, float]]:
+    """{reward label: {input: best-of-``repeats`` CPU seconds}} in this process, no time-out (small sizes, tests)."""
+    from thinktune.data.records import Record
+    from thinktune.rewards.library import resolve
+
+    record = Record(id="bench", question="What is 12 + 6?", answer="18")
+    built = {n: make() for n, make in cases(size).items() if not names or n in names}
+    out: dict[str, dict[str, float]] = {}
+    for label, reward, kwargs in REWARDS:
+        if labels and label not in labels:
+            continue
+        fn = resolve(reward)
+        out[label] = {}
+        for name, text in built.items():
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.process_time()
+                fn(text, record, **kwargs)
+                best = min(best, time.process_time() - t0)
+            out[label][name] = best
+    return out
+
+
+def measure(size: int, timeout: float, only: list[str] | None = None, only_cases: list[str] | None = None,
+            progress=None) -> dict[str, dict[str, dict]]:
+    """{reward label: {input: {"seconds", "error", "timed_out"}}}, each reward in its own process; ``progress``
+    is called with (label, row) after each reward."""
     ctx = mp.get_context("spawn")
-    names = list(cases(size))
+    names = [n for n in cases(size) if not only_cases or n in only_cases]
     out: dict[str, dict[str, dict]] = {}
     for label, reward, kwargs in REWARDS:
         if only and label not in only:
@@ -133,6 +164,8 @@ def measure(size: int, timeout: float, only: list[str] | None = None) -> dict[st
                 out[label][name] = {"seconds": seconds, "error": error, "timed_out": False}
                 todo.remove(name)
             proc.join(5)
+        if progress is not None:
+            progress(label, out[label])
     return out
 
 
@@ -153,9 +186,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a call is stopped")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds allowed per reward call")
     parser.add_argument("--rewards", nargs="*", help="only these reward labels")
-    parser.add_argument("--json", type=Path, help="write the full matrix here")
+    parser.add_argument("--cases", nargs="*", help="only these inputs")
+    parser.add_argument("--json", type=Path, help="write the full matrix here (updated after each reward)")
     args = parser.parse_args(argv)
-    matrix = measure(args.size, args.timeout, args.rewards)
+    partial: dict[str, dict] = {}
+
+    def progress(label: str, row: dict) -> None:
+        partial[label] = row
+        name, cell = max(row.items(), key=lambda kv: (kv[1]["timed_out"], kv[1]["error"] is not None,
+                                                      kv[1]["seconds"] or 0.0))
+        print(f"  {label}: worst {name} {cell['seconds'] or 0:.3f}s"
+              f"{' (timed out)' if cell['timed_out'] else ''}{' ' + cell['error'] if cell['error'] else ''}",
+              file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"size": args.size, "partial": partial}, indent=1) + "\n")
+
+    matrix = measure(args.size, args.timeout, args.rewards, args.cases, progress)
     table = worst(matrix)
     print(f"worst time per reward over {len(cases(args.size))} pathological inputs of {args.size:,} characters")
     print(f"{'reward':22s} {'worst input':30s} {'seconds':>9s}  note")
