@@ -31,6 +31,7 @@ from thinktune.audit.calibration import brier, calibration_summary, ece
 from thinktune.audit.outcomes import (aggregate, bootstrap_ci, outcome_row, reasoning_text, sampled_metrics,
                                       switch_pattern)
 from thinktune.audit.scoring import BranchSet
+from thinktune.audit.significance import stage_changes
 from thinktune.audit.traces import Trace, build_trace, make_encoder, space_token_ids, think_prefilled
 from thinktune.config import AuditStage
 from thinktune.data.records import Record, read_records, write_jsonl
@@ -416,12 +417,16 @@ def run(run, resume: bool) -> dict[str, Any]:
         atomic_write_json(tmp / "comparison.json", compare(audits, cfg.bootstrap, recipe.seed))
     commit_dir(tmp, target)
     n_answerable = sum(r.answerable for r in records)
+    changes = stage_changes({s: rows for s, (_, rows) in audits.items()},
+                            {s: run.input_model_stage(s) for s in list(audits)[1:]}, seed=recipe.seed)
     summary = {
         "run": recipe.name,
         "eval_items": n_answerable,
         "models": {s: {**{k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "mean_completion_tokens",
                                             "accuracy_by_difficulty", "n")}, "audit": headline(a)}
                    for s, (a, _) in audits.items()},
+        # each model against the model it was trained from, paired on the same items (audit/significance.py)
+        "changes": [c.to_dict() for c in changes],
     }
     atomic_write_json(run.root / "results.json", summary)
     return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4),

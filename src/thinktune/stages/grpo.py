@@ -111,6 +111,27 @@ def pin_reference(model, tokenizer, cfg: GRPOStage, lora: bool, input_final, sta
     return str(model.config._name_or_path)
 
 
+def trainer_class(cfg: GRPOStage) -> type:
+    """TRL's ``GRPOTrainer`` with thinktune's mixins: batched rollouts (stages/rollouts.py) and DAPO dynamic sampling
+    (stages/dynamic_sampling.py), each only when the recipe asks for it."""
+    from trl import GRPOTrainer
+
+    mixins: list[type] = []
+    attrs: dict[str, Any] = {}
+    if cfg.dynamic_sampling.enabled:  # zero-variance groups never reach the loss
+        from thinktune.stages.dynamic_sampling import DynamicSamplingMixin
+
+        mixins.append(DynamicSamplingMixin)
+        attrs["ds_max_rounds"] = cfg.dynamic_sampling.max_rounds
+    if cfg.rollout_engine == "thinktune":
+        from thinktune.stages.rollouts import BatchedRolloutsMixin
+
+        mixins.append(BatchedRolloutsMixin)
+    if not mixins:
+        return GRPOTrainer
+    return type("ThinktuneGRPOTrainer", (*mixins, GRPOTrainer), attrs)
+
+
 def run(run: Run, resume: bool) -> dict[str, Any]:
     from datasets import Dataset
 
@@ -145,7 +166,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
 
 
 def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume):
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     recipe = run.recipe
     # Under `run --processes N` the reward audit and the pre-flight run on rank 0 alone (one writer, counted once);
@@ -188,12 +209,7 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
                                          cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
-    trainer_cls = GRPOTrainer
-    if cfg.dynamic_sampling.enabled:  # DAPO dynamic sampling: zero-variance groups never reach the loss
-        from thinktune.stages.dynamic_sampling import dynamic_sampling_trainer
-
-        trainer_cls = dynamic_sampling_trainer(cfg.dynamic_sampling.max_rounds)
-    trainer = trainer_cls(
+    trainer = trainer_class(cfg)(
         model=model,
         reward_funcs=rewards.trl_functions(),
         args=args,
