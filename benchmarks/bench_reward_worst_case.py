@@ -14,7 +14,8 @@ issue's own case; every other input is ``--size`` characters.
 
 Each reward runs in its own process (Math-Verify warmed up first, as a reward worker does), one call per input,
 timed in CPU seconds of that process (``time.process_time``: the measure of the work, unaffected by other load on
-a shared machine); a call over ``--timeout`` wall-clock seconds is stopped and reported as such. Printed: per reward the worst input and its
+a shared machine; Math-Verify's own wall-clock alarm is raised to match); a call over ``--timeout`` wall-clock
+seconds is stopped and reported as such. Printed: per reward the worst input and its
 time, then whether all are within ``--budget``; ``--json`` writes the full reward × input matrix.
 """
 
@@ -89,10 +90,11 @@ REWARDS: list[tuple[str, str, dict]] = [
 
 def _child(reward: str, kwargs: dict, size: int, names: list[str], conn) -> None:
     from thinktune.data.records import Record
-    from thinktune.rewards.answers import warm_up
+    from thinktune.rewards import answers
     from thinktune.rewards.library import resolve
 
-    warm_up()
+    answers.MATH_VERIFY_TIMEOUT_S = 600  # its SIGALRM is wall-clock: on a busy machine slow scheduling would error
+    answers.warm_up()
     fn = resolve(reward)
     record = Record(id="bench", question="What is 12 + 6?", answer="18")
     built = cases(size)

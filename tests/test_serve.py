@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.hardening.helpers import uvicorn_thread
 from thinktune.formatting import DEFAULT_FORMAT, render
 from thinktune.serve import Engine, ServeConfig, StreamSplitter, build_app, split_response
 
@@ -74,25 +74,10 @@ def adder():
 
 @contextlib.contextmanager
 def live(engine: Engine, graceful: int = 5):
-    """Serve ``engine`` on 127.0.0.1:<free port> in a thread; stops (and closes the engine) on exit."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(engine), log_level="warning",
-                                           timeout_graceful_shutdown=graceful))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
+    """Serve ``engine`` (no guard) on 127.0.0.1:<free port> in a thread; stops (and closes the engine) on exit."""
+    with uvicorn_thread(lambda port: uvicorn.Config(build_app(engine), log_level="warning",
+                                                    timeout_graceful_shutdown=graceful)) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        assert not thread.is_alive()
 
 
 def _client(port: int):

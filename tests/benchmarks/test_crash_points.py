@@ -1,5 +1,5 @@
 """benchmarks/crash_points.py on fewer kill points (the full count, 20 per command, is what the script runs by
-default; its results are in docs/EVIDENCE.md's hardening section): every check passes for curate, run, report."""
+default; its last full run is benchmarks/results/crash_points.txt): every check passes for curate, run, report."""
 
 from __future__ import annotations
 

@@ -27,18 +27,15 @@ def stub_model():
 
 
 @contextlib.contextmanager
-def live_guarded(engine, policy=None):
-    """``engine`` served on 127.0.0.1:<free port> with :func:`thinktune.serve.uvicorn_config` — the settings
-    ``thinktune serve`` uses (guard, header timeout, connection limit). Yields the port."""
+def uvicorn_thread(make_config):
+    """A uvicorn server from ``make_config(port)`` on 127.0.0.1:<free port> in a thread; stops on exit. Yields
+    the port."""
     import uvicorn
-
-    from thinktune.serve import uvicorn_config
-    from thinktune.serve_guard import Policy
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(engine, "127.0.0.1", port, policy or Policy("127.0.0.1", port), 5))
+    server = uvicorn.Server(make_config(port))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -51,3 +48,16 @@ def live_guarded(engine, policy=None):
         server.should_exit = True
         thread.join(30)
         sock.close()
+        assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def live_guarded(engine, policy=None):
+    """``engine`` served with :func:`thinktune.serve.uvicorn_config` — the settings ``thinktune serve`` uses
+    (guard, header timeout, connection limit). Yields the port."""
+    from thinktune.serve import uvicorn_config
+    from thinktune.serve_guard import Policy
+
+    with uvicorn_thread(lambda port: uvicorn_config(engine, "127.0.0.1", port, policy or Policy("127.0.0.1", port),
+                                                    5)) as port:
+        yield port

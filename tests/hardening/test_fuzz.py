@@ -3,7 +3,8 @@
 
 Property: whatever the input, the answer is clean — exit 0, or exit 1 with an ``error:`` line that names the
 file (and line / field where there is one); for HTTP a 2xx, or a 4xx with an OpenAI-style error body — never a
-traceback, an exception escaping, a 5xx or a hang (a deadline per input; a hard alarm as a last resort).
+traceback, an exception escaping, a 5xx or a hang: each input may use at most ``HANG_S`` seconds of CPU (CPU, not
+wall-clock, so that a busy shared machine cannot fail the suite), and a wall-clock alarm stops a real hang.
 
 Sizes: the ``slow`` variants run :data:`FULL` (2,000) generated inputs per entry point, as CI does; the quick
 variants run :data:`QUICK` in the default suite. Each test asserts it really ran that many inputs and records
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import tempfile
 import time
@@ -31,28 +31,38 @@ from tests.hardening.helpers import STUB, stub_model
 from thinktune.cli import app as typer_app
 
 FULL, QUICK = 2000, 60
-HANG_S = 5.0  # per input
+HANG_S = 5.0  # CPU seconds per input
+WARMING = False  # set while the first-use imports run: no limits then
 runner = CliRunner()
 app = typer.main.get_command(typer_app)  # built once: typer's CliRunner rebuilds the command tree on every call
 
 
 def profile(n: int) -> settings:
-    return settings(max_examples=n, deadline=HANG_S * 1000, database=None, derandomize=True,
+    # deadline=None: hypothesis's deadline is wall-clock time; `bounded` below judges CPU time instead
+    return settings(max_examples=n, deadline=None, database=None, derandomize=True,
                     suppress_health_check=list(HealthCheck), print_blob=True)
 
 
 @contextlib.contextmanager
-def hard_timeout(seconds: float):
-    """A last resort against a real hang (hypothesis's deadline only judges an input after it returns)."""
+def bounded(cpu_seconds: float = HANG_S, wall_seconds: float = 120.0):
+    """At most ``cpu_seconds`` of this process's CPU for the block, and an alarm after ``wall_seconds`` of wall
+    time as a last resort against a real hang (a block that never returns)."""
+    if WARMING:
+        yield
+        return
+
     def fire(*_):
-        raise TimeoutError(f"input took more than {seconds:.0f} s")
+        raise TimeoutError(f"input still running after {wall_seconds:.0f} s")
     old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, wall_seconds)
+    t0 = time.process_time()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+    used = time.process_time() - t0
+    assert used < cpu_seconds, f"input took {used:.1f} s of CPU (a hang)"
 
 
 def assert_clean(result, where: str) -> None:
@@ -122,7 +132,7 @@ def data_file(draw) -> tuple[str, bytes]:
 def _jsonl_property(tmp: Path, name: str, content: bytes) -> None:
     src = tmp / name
     src.write_bytes(content)
-    with hard_timeout(30):
+    with bounded():
         for args in (["data", "validate", str(src), "--format", "auto"],
                      ["data", "convert", str(src), "-o", str(tmp / "out.jsonl")],
                      ["data", "curate", str(src), "-o", str(tmp / "cur.jsonl")]):
@@ -203,7 +213,7 @@ def recipe_text(draw) -> str:
 def _recipe_property(tmp: Path, text: str) -> None:
     path = tmp / "r.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    with hard_timeout(60):
+    with bounded():
         result = runner.invoke(app, ["recipe", "check", str(path), f"output_dir={tmp / 'runs'}"])
     assert_clean(result, "r.yaml")
 
@@ -257,7 +267,7 @@ def client():
 
 def _http_property(client, body: bytes, ctype: str) -> None:
     headers = {"Content-Type": ctype} if ctype else {}
-    with hard_timeout(30):
+    with bounded():
         resp = client.post("/v1/chat/completions", content=body, headers=headers)
         text = resp.text
     assert resp.status_code < 500, text[:500]
@@ -274,7 +284,7 @@ def _http_property(client, body: bytes, ctype: str) -> None:
 # the tests: quick (default suite) and full (slow, CI)
 
 
-def _run(prop, strategy, n: int, record_property, *args) -> None:
+def _run(prop, strategy, n: int, record_property, *args, warm_up=None) -> None:
     count = [0]
 
     @profile(n)
@@ -283,12 +293,20 @@ def _run(prop, strategy, n: int, record_property, *args) -> None:
         count[0] += 1
         prop(*args, *example) if isinstance(example, tuple) else prop(*args, example)
 
-    t0 = time.perf_counter()
+    global WARMING
+    if warm_up is not None:  # first-use imports (TRL, Math-Verify) are not the inputs' cost, nor interrupted
+        WARMING = True
+        try:
+            prop(*args, *warm_up)
+        finally:
+            WARMING = False
+    t0, c0 = time.perf_counter(), time.process_time()
     check()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     record_property("inputs", count[0])
     record_property("seconds", round(elapsed, 1))
-    print(f"\n{prop.__name__}: {count[0]} inputs in {elapsed:.1f} s")
+    record_property("cpu_seconds", round(cpu, 1))
+    print(f"\n{prop.__name__}: {count[0]} inputs in {elapsed:.1f} s ({cpu:.1f} s CPU)")
     assert count[0] >= n
 
 
@@ -305,17 +323,20 @@ def _tmp_case(prop):
 
 @pytest.mark.parametrize("n", [pytest.param(QUICK, id="quick"), pytest.param(FULL, id="full", marks=pytest.mark.slow)])
 def test_fuzz_jsonl_rows(n, record_property):
-    _run(_tmp_case(_jsonl_property), data_file(), n, record_property)
+    warm = ("d.jsonl", b'{"id": "w", "question": "What is 1 + 1?", "reasoning": "1 + 1 = 2", "answer": "2"}\n')
+    _run(_tmp_case(_jsonl_property), data_file(), n, record_property, warm_up=warm)
 
 
 @pytest.mark.parametrize("n", [pytest.param(QUICK, id="quick"), pytest.param(FULL, id="full", marks=pytest.mark.slow)])
 def test_fuzz_recipes(n, record_property):
-    _run(_tmp_case(_recipe_property), recipe_text(), n, record_property)
+    warm = yaml.safe_dump({**BASE_RECIPE, "sft": {**BASE_RECIPE["sft"], "trl": {"seed": 1}}})
+    _run(_tmp_case(_recipe_property), recipe_text(), n, record_property, warm_up=(warm,))
 
 
 @pytest.mark.parametrize("n", [pytest.param(QUICK, id="quick"), pytest.param(FULL, id="full", marks=pytest.mark.slow)])
 def test_fuzz_http_bodies(n, client, record_property):
-    _run(_http_property, http_body(), n, record_property, client)
+    _run(_http_property, http_body(), n, record_property, client, warm_up=(json.dumps(GOOD_REQUEST).encode(),
+                                                                           "application/json"))
 
 
 def test_the_generators_reach_the_hostile_shapes():

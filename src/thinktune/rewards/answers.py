@@ -135,20 +135,29 @@ def _last_line_match(pattern: str, text: str) -> str | None:
     return found[-1].strip().rstrip(".").strip() if found else None
 
 
+MAX_CHOICES = 26  # distinct parts of a multiple-choice answer (letters A-J, in a few spellings) worth reading
+
+
 def _choice(text: str) -> str | None:
     """A multiple-choice letter: "answer is (B)" / "Answer: B", else a boxed letter, else a final "(B)" line."""
     # possessive quantifiers: "[:\s]*" then "\s*" could split a whitespace run every way (quadratic per match)
     found = re.findall(r"answer\s*+(?:is|:)[:\s]*+\(?\s*+([A-J])\s*+\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
     if found:
         return found[-1].upper()
-    boxed = boxed_contents(text)
+    boxed = list(dict.fromkeys(b.strip() for b in boxed_contents(text)))
     if boxed:
+        if len(boxed) > MAX_CHOICES:  # no multiple-choice answer has that many parts: not read as letters
+            return _join_distinct(boxed)
         return _join_distinct([_as_letter(b) or b for b in boxed])
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines:
-        letters = [_as_letter(p) for p in split_candidates(_strip_text_wrappers(lines[-1]))]
-        if all(letters):
-            return _join_distinct([x for x in letters if x])
+        letters = []
+        for part in dict.fromkeys(split_candidates(_strip_text_wrappers(lines[-1]))):
+            letter = _as_letter(part)
+            if not letter or len(letters) >= MAX_CHOICES:  # every part must be a letter
+                return None
+            letters.append(letter)
+        return _join_distinct(letters)
     return None
 
 
