@@ -92,13 +92,8 @@ def reward_problems(recipe) -> list[str]:
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return True
-    if isinstance(annotation, str):
-        try:
-            annotation = eval(annotation, {"Any": Any, "typing": typing})  # noqa: S307 - our own annotations
-        except Exception:  # noqa: BLE001 - an annotation we cannot read is not checked
-            return True
+    if annotation is inspect.Parameter.empty or annotation is Any or isinstance(annotation, str):
+        return True  # unannotated, or an annotation get_type_hints could not resolve: not checked
     args = typing.get_args(annotation)
     if args:  # Optional / Union / dict[...] / list[...]
         origin = typing.get_origin(annotation)
@@ -123,7 +118,10 @@ def knob_problems(task, knobs: dict[str, Any], where: str) -> list[str]:
     params = {k: p for k, p in inspect.signature(task.generate).parameters.items()
               if k not in ("self", "n", "seed", "id_prefix") and p.kind is not inspect.Parameter.VAR_KEYWORD}
     problems = []
-    hints = typing.get_type_hints(task.generate) if hasattr(task, "generate") else {}
+    try:
+        hints = typing.get_type_hints(task.generate)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: names are still checked
+        hints = {}
     for key, value in knobs.items():
         if key not in params:
             close = difflib.get_close_matches(key, list(params), n=1)

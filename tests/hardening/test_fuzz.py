@@ -343,7 +343,7 @@ def test_the_generators_reach_the_hostile_shapes():
     """The suite is only as good as its inputs: the strategies do produce the shapes issue 20 listed."""
     seen = set()
 
-    @settings(max_examples=300, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=1000, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(data_file(), recipe_text(), http_body())
     def look(f, r, h):
         name, content = f

@@ -48,10 +48,10 @@ def recipe(tmp_path: Path, **over) -> dict:
 
 
 def check(*args, timeout: float = 20.0):
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds: a busy shared machine must not fail this
     result = runner.invoke(app, ["recipe", *args])
-    elapsed = time.perf_counter() - t0
-    assert elapsed < timeout, f"took {elapsed:.1f}s"
+    elapsed = time.process_time() - t0
+    assert elapsed < timeout, f"took {elapsed:.1f}s of CPU"
     return result
 
 

@@ -53,9 +53,9 @@ def test_200k_unclosed_answer_tags_score_fast():
     """5 of 7 rewards timed out on this (53 s per item; the parser was quadratic: 128 KB took 12.7 s)."""
     text = "<answer>" * 200_000
     for fn in (correct, strict_format):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         assert fn(text, RECORD) == 0.0
-        assert time.perf_counter() - t0 < 5.0  # measured ≤ 1 s in the benchmark; slack for a loaded CI machine
+        assert time.process_time() - t0 < 5.0  # CPU seconds; the benchmark measures ≤ 1 s, this leaves slack
 
 
 @pytest.mark.parametrize("answer", ["9" * 5000, "-" + "1" * 6000, "1" * 4301 + "/7", "1," + "000," * 2000 + "000"])
