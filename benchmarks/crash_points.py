@@ -6,7 +6,9 @@ Run::
     OMP_NUM_THREADS=1 python benchmarks/crash_points.py --command curate --points 5 --seed 3
 
 For each kill point the command is started (in its own process group, so reward workers die with it), killed
-with SIGKILL after a random delay drawn uniformly from [0, 1.1 × the time a full run of it takes], and then:
+with SIGKILL once it has used a random amount of CPU time drawn uniformly from [0, 1.1 × the CPU time a full run
+of it takes] (CPU, not wall-clock, so that on a busy shared machine the points still spread over the whole
+command instead of bunching up in its start-up), and then:
 
 1. right after the kill — the old output is intact or the new one is complete, never a torn file; ``curate``'s
    stats file is absent or describes the output next to it (never old stats beside a new output, or the
@@ -50,27 +52,48 @@ def thinktune(*args: str) -> list[str]:
     return [sys.executable, "-m", "thinktune", *args]
 
 
-def run_to_end(cmd: list[str], cwd: Path) -> None:
+def run_to_end(cmd: list[str], cwd: Path) -> float:
+    """Run ``cmd`` to completion (it must succeed); returns the CPU seconds it and its children used."""
+    before = _children_cpu()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env())
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    return _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_of(pid: int) -> float | None:
+    """CPU seconds used so far by ``pid`` and the children it has waited for (Linux /proc), None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "THINKTUNE_PROGRESS": "0"}
 
 
-def kill_after(cmd: list[str], cwd: Path, delay: float) -> str:
-    """Start ``cmd``, SIGKILL its process group after ``delay`` s; 'killed' or 'finished' (it ended first)."""
+def kill_after(cmd: list[str], cwd: Path, cpu_seconds: float) -> str:
+    """Start ``cmd``; SIGKILL its process group once it has used ``cpu_seconds`` of CPU; 'killed' or 'finished'
+    (it ended first)."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
                             start_new_session=True)
-    try:
-        proc.wait(delay)
-        return "finished"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return "killed"
+    while proc.poll() is None:
+        used = _cpu_of(proc.pid)
+        if used is not None and used >= cpu_seconds:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "killed"
+        time.sleep(0.02)
+    return "finished"
 
 
 def leftovers(root: Path) -> list[str]:
@@ -81,12 +104,6 @@ def leftovers(root: Path) -> list[str]:
             if name.endswith(LEFTOVER_SUFFIXES) or ".stage1" in name or (name.startswith(".") and ".tt" in name):
                 found.append(str(Path(dirpath, name).relative_to(root)))
     return found
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,7 +123,8 @@ def curate_points(work: Path, points: int, rng: random.Random, log) -> list[str]
     cmd = lambda src: thinktune("data", "curate", str(work / src), "-o", str(out))  # noqa: E731
     run_to_end(cmd("new.jsonl"), work)
     new_out, new_stats = out.read_bytes(), stats.read_bytes()
-    full = timed(lambda: run_to_end(cmd("old.jsonl"), work))
+    full = run_to_end(cmd("new.jsonl"), work)  # CPU seconds of the command being killed below
+    run_to_end(cmd("old.jsonl"), work)
     old_out, old_stats = out.read_bytes(), stats.read_bytes()
     problems = []
     for k in range(points):
@@ -128,7 +146,7 @@ def curate_points(work: Path, points: int, rng: random.Random, log) -> list[str]
         if left := leftovers(work):
             bad.append(f"left over after the next command: {left}")
         shown = "new" if now_out == new_out else "old"
-        log(f"curate point {k + 1:2d}: kill at {delay:5.2f}s ({state}); output {shown}, stats "
+        log(f"curate point {k + 1:2d}: kill at {delay:5.2f} s CPU ({state}); output {shown}, stats "
             f"{'present' if now_stats is not None else 'absent'}: {'; '.join(bad) or 'ok'}")
         problems += [f"curate point {k + 1}: {b}" for b in bad]
     return problems
@@ -179,8 +197,8 @@ def run_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
     recipe = str(ROOT / "recipes" / "quickstart.yaml")
     cmd = thinktune("run", recipe, f"output_dir={work / 'runs'}", *RUN_OVERRIDES)
     root = work / "runs" / "crash"
-    full = timed(lambda: run_to_end(cmd, work))
-    log(f"run: a full run of the reduced recipe takes {full:.1f}s")
+    full = run_to_end(cmd, work)
+    log(f"run: a full run of the reduced recipe takes {full:.1f} s of CPU")
     problems = []
     for k in range(points):
         if k % 2 == 0:
@@ -198,7 +216,7 @@ def run_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
             if left := leftovers(work):
                 bad.append(f"left over after the next command: {left}")
             next_note = "next run completed"
-        log(f"run point {k + 1:2d}: kill at {delay:5.1f}s ({state}); complete: {','.join(done) or '-'}; "
+        log(f"run point {k + 1:2d}: kill at {delay:5.1f} s CPU ({state}); complete: {','.join(done) or '-'}; "
             f"{next_note}: {'; '.join(bad) or 'ok'}")
         problems += [f"run point {k + 1}: {b}" for b in bad]
     if (root / "manifest.json").exists():  # the last point's next command
@@ -212,8 +230,8 @@ def report_points(work: Path, points: int, rng: random.Random, log) -> list[str]
         run_to_end(thinktune("run", str(ROOT / "recipes" / "quickstart.yaml"), f"output_dir={work / 'runs'}",
                              *RUN_OVERRIDES), work)
     cmd = thinktune("report", str(root))
-    full = timed(lambda: run_to_end(cmd, work))
-    log(f"report: one report takes {full:.1f}s")
+    full = run_to_end(cmd, work)
+    log(f"report: one report takes {full:.1f} s of CPU")
     problems = []
     for k in range(points):
         old = (root / "report.html").read_bytes()
@@ -226,7 +244,7 @@ def report_points(work: Path, points: int, rng: random.Random, log) -> list[str]
             bad.append("the next command left no complete report")
         if left := leftovers(work):
             bad.append(f"left over after the next command: {left}")
-        log(f"report point {k + 1:2d}: kill at {delay:5.2f}s ({state}); report {'old' if now == old else 'new'}: "
+        log(f"report point {k + 1:2d}: kill at {delay:5.2f} s CPU ({state}); report {'old' if now == old else 'new'}: "
             f"{'; '.join(bad) or 'ok'}")
         problems += [f"report point {k + 1}: {b}" for b in bad]
     return problems
