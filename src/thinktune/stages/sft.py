@@ -34,7 +34,7 @@ from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt, render
 from thinktune.models import load_stage_output
 from thinktune.run import Run
-from thinktune.stages.callbacks import HeldOutAccuracy
+from thinktune.stages.callbacks import HeldOutAccuracy, StopAtAccuracy
 from thinktune.stages.setup import (
     batch_args,
     device_args,
@@ -92,6 +92,12 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     lora = recipe.model.lora
     model, tokenizer = load_stage_output(input_final, recipe.model, quantize=lora.quantize if lora else None)
     records = read_records(run.output_path("data") / "train.jsonl")
+    valid: list[Record] = []
+    if cfg.stop_at:  # validation items for the stop: the last training records, held out of SFT
+        if len(records) <= cfg.stop_at.items:
+            raise StageError(f"sft.stop_at.items: {cfg.stop_at.items} validation items need more than that many "
+                             f"training records (there are {len(records)})")
+        records, valid = records[: -cfg.stop_at.items], records[-cfg.stop_at.items:]
     dataset, too_long, no_reasoning = build_dataset(records, tokenizer, recipe, cfg)
     if len(dataset) == 0:
         raise StageError(f"sft: no usable training examples ({too_long} longer than max_length={cfg.max_length}, "
@@ -142,6 +148,13 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, CompletionFormat(**recipe.format.model_dump()),
                                          stage_dir / "metrics.jsonl", cfg.eval_every, max_new,
                                          recipe.model.instruction, recipe.model.system))
+    stopper = None
+    if cfg.stop_at:
+        max_new = recipe.audit.max_new_tokens if recipe.audit else 256
+        stopper = StopAtAccuracy(valid, tokenizer, CompletionFormat(**recipe.format.model_dump()),
+                                 stage_dir / "metrics.jsonl", cfg.stop_at.every, max_new, recipe.model.instruction,
+                                 recipe.model.system, threshold=cfg.stop_at.accuracy)
+        callbacks.append(stopper)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -155,5 +168,8 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     extra: dict[str, Any] = {"packed_rows": len(trainer.train_dataset)} if cfg.packing else {}
     if eval_dataset is not None:
         extra["eval_loss_items"] = len(eval_dataset)
+    if stopper is not None:  # where SFT stopped and at what validation accuracy (None: it ran to max_steps)
+        extra.update(stopped_at_step=stopper.stopped_at, valid_accuracy=stopper.last_accuracy,
+                     valid_items=len(valid))
     return {**result, "examples": len(dataset), "dropped_too_long": too_long, "dropped_no_reasoning": no_reasoning,
             **extra}
