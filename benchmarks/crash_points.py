@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_OVERRIDES = ["name=crash", "threads=1", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
+RUN_OVERRIDES = ["name=crash", "threads=1", "sft.stop_at=null", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
                  "model.tiny.num_layers=2", "model.tiny.num_heads=2", "model.tiny.vocab_size=300",
                  "data.task.n_train=400", "data.task.n_eval=40", "sft.max_steps=20", "sft.save_steps=5",
                  "sft.eval_every=null", "grpo.max_steps=2", "grpo.save_steps=1", "grpo.eval_every=null",
@@ -193,9 +193,16 @@ def _report_complete(path: Path) -> bool:
     return path.is_file() and path.read_text(encoding="utf-8").endswith("</html>\n")
 
 
+def _recipe(work: Path) -> str:
+    """A copy of the quickstart recipe in the workspace: an edit of the repository's copy mid-run changes nothing."""
+    copy = work / "quickstart.yaml"
+    if not copy.exists():
+        shutil.copyfile(ROOT / "recipes" / "quickstart.yaml", copy)
+    return str(copy)
+
+
 def run_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
-    recipe = str(ROOT / "recipes" / "quickstart.yaml")
-    cmd = thinktune("run", recipe, f"output_dir={work / 'runs'}", *RUN_OVERRIDES)
+    cmd = thinktune("run", _recipe(work), f"output_dir={work / 'runs'}", *RUN_OVERRIDES)
     root = work / "runs" / "crash"
     full = run_to_end(cmd, work)
     log(f"run: a full run of the reduced recipe takes {full:.1f} s of CPU")
@@ -227,8 +234,7 @@ def run_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
 def report_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
     root = work / "runs" / "crash"
     if not (root / "manifest.json").exists():
-        run_to_end(thinktune("run", str(ROOT / "recipes" / "quickstart.yaml"), f"output_dir={work / 'runs'}",
-                             *RUN_OVERRIDES), work)
+        run_to_end(thinktune("run", _recipe(work), f"output_dir={work / 'runs'}", *RUN_OVERRIDES), work)
     cmd = thinktune("report", str(root))
     full = run_to_end(cmd, work)
     log(f"report: one report takes {full:.1f} s of CPU")
