@@ -14,7 +14,7 @@ Three ways to audit the same items with the same batch size, in one process, mea
 1. **greedy**: plain greedy accuracy evaluation (generate, parse, grade) — the cost floor;
 2. **battery**: :func:`thinktune.audit.battery.audit_model` with accuracy + early answering at 5 points + filler
    (per-item flag and curve) + information gain: one greedy generation, then every perturbation scored by the prefix
-   cached scorer (plus the short no-CoT answer generation of the bias normalisation);
+   cached scorer (plus the short no-CoT answer generation of the chance-corrected agreement);
 3. **naive**: the same greedy generation, then ``generate`` (greedy, stop at the answer close tag) for every
    early-answering and filler prefix, and information gain as one forward pass per prefix without sharing.
 
@@ -79,7 +79,7 @@ def naive_perturbations(model, tok, traces, cfg, fmt):
     from thinktune.audit.scoring import Branch, score_branches
     from thinktune.audit.traces import make_encoder
     from thinktune.generation import SamplingParams, generate_texts
-    from thinktune.rewards.answers import grade, normalize
+    from thinktune.data.answers import grade, normalize
 
     unit = len(make_encoder(tok)(cfg.filler_unit))
     jobs = [(t, key, text) for t in traces

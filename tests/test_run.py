@@ -5,8 +5,9 @@ import json
 import pytest
 
 from thinktune.config import Recipe
+from thinktune.context import StageContext
 from thinktune.errors import RunStateError
-from thinktune.run import Run, execute
+from thinktune.run import RunState, execute
 
 
 def make_recipe(tmp_path, **over):
@@ -31,13 +32,13 @@ class FakeStages:
         self.crash_in = crash_in
 
     def __call__(self, stage):
-        def fn(run: Run, resume: bool):
-            self.calls.append((stage, resume))
+        def fn(ctx: StageContext):
+            self.calls.append((stage, ctx.resume))
             if stage == self.crash_in:
                 self.crash_in = None
-                run.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+                ctx.stage_dir(stage).mkdir(parents=True, exist_ok=True)
                 raise RuntimeError("boom")
-            run.output_path(stage).mkdir(parents=True, exist_ok=True)
+            ctx.output_path(stage).mkdir(parents=True, exist_ok=True)
             return {"ok": stage}
         return fn
 
@@ -65,7 +66,7 @@ def test_second_run_skips_complete_stages(tmp_path):
 def test_interrupted_stage_resumes_and_earlier_stages_are_not_redone(tmp_path):
     with pytest.raises(RuntimeError):
         execute(make_recipe(tmp_path), stage_fns=FakeStages(crash_in="sft").fns())
-    run = Run(make_recipe(tmp_path).run_dir(), make_recipe(tmp_path))
+    run = RunState(make_recipe(tmp_path).run_dir(), make_recipe(tmp_path))
     assert run.stage_record("sft")["status"] == "running"
     fake = FakeStages()
     execute(make_recipe(tmp_path), stage_fns=fake.fns())

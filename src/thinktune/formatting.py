@@ -53,6 +53,14 @@ DEFAULT_INSTRUCTION = (
 )
 
 
+
+def resolve_instruction(choice: str, trained_on_format: bool) -> str | None:
+    """The instruction for ``--instruction CHOICE``: ``auto`` (none for a model trained on thinktune's format, the
+    default instruction for any other), ``none``, ``default``, or the text itself."""
+    if choice == "auto":
+        return None if trained_on_format else DEFAULT_INSTRUCTION
+    return {"none": None, "default": DEFAULT_INSTRUCTION}.get(choice, choice)
+
 @dataclass(frozen=True)
 class Parsed:
     """A completion split back into its parts.

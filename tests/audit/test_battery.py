@@ -6,6 +6,7 @@ import pytest
 
 from thinktune.audit import battery
 from thinktune.audit.abstention import make_unanswerable
+from thinktune.audit.compare import compare
 from thinktune.config import AuditStage, TinyModelConfig
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, render
@@ -69,7 +70,7 @@ def audit(tiny, records, **cfg):
 def test_every_test_runs_and_aggregates(tiny, patched):
     variants, counts = make_unanswerable(RECORDS)
     assert counts == {"kept": 4, "dropped": 0}
-    agg, rows = audit(tiny, RECORDS + variants, samples=3, pass_k=[1, 2], bias_normalised=True,
+    agg, rows = audit(tiny, RECORDS + variants, samples=3, pass_k=[1, 2], chance_corrected=True,
                       tests=["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"],
                       filler_curve=[0.0, 1.0])
     assert agg["n"] == 4 and agg["accuracy"] == 0.75 and agg["format_rate"] == 1.0 and agg["n_traces"] == 4
@@ -81,7 +82,7 @@ def test_every_test_runs_and_aggregates(tiny, patched):
     for key in ("early_answering", "filler", "paraphrase", "mistakes"):
         assert f[key]["n"] >= 1, key
     assert 0.0 <= f["early_answering"]["aoc"] <= 1.0 and f["ci95"]["aoc"] is not None
-    assert "no_cot_agreement_normalised" in f["early_answering"]
+    assert "no_cot_agreement_chance_corrected" in f["early_answering"]
     assert agg["info_gain"]["n"] == 4 and agg["calibration"]["n"] == 4 and agg["calibration"]["bins"] == 10
     row = next(r for r in rows if r["id"] == "c")
     assert row["info_gain"]["per_step"] and len(row["info_gain"]["nll"]) == 3
@@ -99,7 +100,7 @@ def test_same_seed_same_results_and_paired_comparison(tiny, patched, tmp_path):
     assert rows1 == rows2
     agg1.pop("timing"), agg2.pop("timing")
     assert agg1 == agg2
-    cmp = battery.compare({"base": (agg1, rows1), "tuned": (agg2, rows2)}, n_boot=100)
+    cmp = compare({"base": (agg1, rows1), "tuned": (agg2, rows2)}, n_boot=100)
     assert cmp["reference"] == "base" and cmp["paired"]["tuned"]["aoc"]["delta"] == 0.0
     battery.write_audit(tmp_path / "base", agg1, rows1)
     assert json.loads((tmp_path / "base" / "audit.json").read_text())["accuracy"] == 0.75

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from thinktune.data.answers import extract_answer, grade
 from thinktune.data.records import Record
-from thinktune.rewards.answers import extract_answer, grade
 from thinktune.rewards.library import correct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

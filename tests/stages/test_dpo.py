@@ -290,9 +290,9 @@ def test_sampling_is_seeded_and_gives_k_completions_per_question():
 def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
     from tests.tiny_chain import CORPUS
     from thinktune.config import TinyModelConfig
+    from thinktune.context import StageContext
     from thinktune.data.records import write_jsonl
     from thinktune.models import build_tiny, save_model
-    from thinktune.run import Run
     from thinktune.stages.dpo import make_pairs
 
     teacher, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
@@ -301,17 +301,17 @@ def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
     recipe = load_recipe(reduced_recipe(tmp_path, "t", dpo={"pairs": "teacher", "teacher": str(tmp_path / "teacher"),
                                                             "max_questions": 3, "samples_per_question": 2,
                                                             "max_new_tokens": 6}))
-    run = Run(recipe.run_dir(), recipe)
-    write_jsonl(run.output_path("data") / "train.jsonl", [rec(i, i, 1) for i in range(5)])
-    stage_dir = run.stage_dir("dpo")
+    ctx = StageContext(recipe.run_dir(), recipe, "dpo")
+    write_jsonl(ctx.data_file("train"), [rec(i, i, 1) for i in range(5)])
+    stage_dir = ctx.dir
     stage_dir.mkdir(parents=True)
-    pairs, stats = make_pairs(run, recipe.dpo, None, None, stage_dir)  # the student is never sampled
+    pairs, stats = make_pairs(ctx, None, None)  # the student is never sampled
     assert stats["source"] == "teacher" and stats["teacher"] == str(tmp_path / "teacher")
     assert (stats["questions"], stats["samples"]) == (3, 6)
     assert stats["questions"] == stats["with_both"] + stats["skipped"]
     assert json.loads((stage_dir / "pairs_stats.json").read_text()) == stats
     shutil.rmtree(tmp_path / "teacher")  # a resumed stage must not sample again
-    again = make_pairs(run, recipe.dpo, None, None, stage_dir)
+    again = make_pairs(ctx, None, None)
     assert again == (pairs, stats)
 
 

@@ -40,6 +40,9 @@ def test_reduced_quickstart_end_to_end_and_reproducible(recipe_factory):
     assert results["models"]["base"]["accuracy"] == 0.0  # an untrained model cannot do arithmetic
     examples = (root / "audit" / "sft" / "examples.jsonl").read_text().splitlines()
     assert len(examples) == 40
+    # the run stores what the report shows: every held-out sample's GRPO reward scores, the reward-probe report
+    assert all(set(json.loads(line)["rewards"]) == {"correct", "format"} for line in examples)
+    assert json.loads((root / "grpo" / "reward_probes.json").read_text())["rows"]
     # the results table is printed
     assert "held-out accuracy" in proc.stdout and "grpo" in proc.stdout
 

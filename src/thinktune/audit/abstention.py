@@ -9,7 +9,7 @@ A variant is a :class:`Record` with ``answerable=False``: ``answer`` holds :data
 gold moves to ``meta.original_answer`` (DESIGN.md data model).
 
 Deviations (numbered):
-1. The detector is offline: the keyword / rule detector of the answer layer (``rewards.answers.is_abstention``,
+1. The detector is offline: the keyword / rule detector of the answer layer (``data.answers.is_abstention``,
    AbstentionBench's keyword baseline, not its Llama-3.1-8B judge, since no hub model can be downloaded at run
    time). An LLM judge is pluggable (``judge``: any local model, :func:`judge_abstentions`): :func:`judge_prompt`
    builds its question and :func:`parse_judge` reads its "Yes" / "No" verdicts.
@@ -30,8 +30,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from thinktune.data.answers import (
+    is_abstention,  # the one keyword detector, shared with the abstain reward
+)
 from thinktune.data.records import Record
-from thinktune.rewards.answers import is_abstention  # the one keyword detector, shared with the abstain reward
 
 __all__ = ["ABSTAIN_ANSWER", "abstention_metrics", "appropriate_behavior", "is_abstention", "judge_prompt",
            "make_unanswerable", "parse_judge", "question_only", "drop_quantity",

@@ -1,4 +1,5 @@
-"""Chain-of-thought faithfulness: early answering, filler, paraphrase, inserted mistakes, bias normalisation.
+"""Chain-of-thought faithfulness: early answering, filler, paraphrase, inserted mistakes, chance-corrected no-CoT
+agreement.
 
 Papers:
 - *Measuring Faithfulness in Chain-of-Thought Reasoning* (Lanham et al.), arXiv 2307.13702 — tests A–D.
@@ -28,8 +29,9 @@ Deviations from the papers (numbered):
    model to rewrite the step). The mistake curve gets the end point (1, 1) (METHODS.md §6.3).
 5. Per-instance flags (Lobo et al.) use thinktune's definitions (METHODS.md §6.9): the tail after the midpoint is
    steps m+1..n with m = n // 2; filler of equal token length is ``filler_unit`` repeated.
-6. Bias normalisation: the exact formula of Bentham et al. could not be checked. We report the raw Lanham agreement
-   (answer without CoT = answer with CoT) and a chance-corrected (Cohen's κ-style) version,
+6. Chance-corrected no-CoT agreement, in place of the bias normalisation of Bentham et al. (whose exact formula
+   could not be checked). We report the raw Lanham agreement (answer without CoT = answer with CoT) and a
+   chance-corrected (Cohen's κ-style) version,
    (observed − expected) / (1 − expected), with expected = Σ_a p_with(a)·p_without(a) from the model's own answer
    marginals — the part of the agreement explained by a bias towards particular answers.
 """
@@ -45,8 +47,8 @@ from typing import Any
 
 from thinktune.audit.scoring import BranchSet
 from thinktune.audit.traces import Encode, Trace, cue_text
+from thinktune.data.answers import normalize
 from thinktune.formatting import CompletionFormat, parse_completion
-from thinktune.rewards.answers import normalize
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pure statistics
@@ -221,7 +223,7 @@ def read_item(bset: BranchSet, trace: Trace, plan: dict[str, Any]) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Generation-based parts: the answer without CoT (bias normalisation) and inserted mistakes
+# Generation-based parts: the answer without CoT (chance-corrected agreement) and inserted mistakes
 
 
 def answers_without_cot(model, tokenizer, traces: Sequence[Trace], same0: Sequence[bool], fmt: CompletionFormat,

@@ -2,7 +2,7 @@
 thought switches and the underthinking score — plus the confidence intervals every aggregate carries.
 
 Generation goes through :mod:`thinktune.generation`, parsing through the one parser and grading through the one
-answer layer (:func:`thinktune.rewards.answers.grade`), so the audit judges exactly what the rewards judge. Run
+answer layer (:func:`thinktune.data.answers.grade`), so the audit judges exactly what the rewards judge. Run
 through the audit (``thinktune audit MODEL --data FILE``).
 
 Sources:
@@ -35,9 +35,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thinktune.data.answers import extract_answer, grade, is_abstention, normalize
 from thinktune.data.records import Record
 from thinktune.formatting import CompletionFormat, parse_completion, split_steps
-from thinktune.rewards.answers import extract_answer, grade, is_abstention, normalize
 from thinktune.rewards.library import language_share
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from thinktune.data.answers import grade
 from thinktune.data.records import Record
 from thinktune.formatting import CompletionFormat, parse_completion
-from thinktune.rewards.answers import grade
 
 Encode = Callable[[str], tuple[int, ...]]
 
@@ -103,10 +103,6 @@ class Trace:
 
     def cue_at(self, k: int) -> tuple[int, ...]:
         return self.cue0 if k == 0 else self.cue
-
-    def step_tokens(self, k: int) -> int:
-        """Tokens of step k (0-based), newline included."""
-        return self.bounds[k + 1] - self.bounds[k]
 
     def prefix_text(self, k: int, fmt: CompletionFormat) -> str:
         """Prompt + the chain truncated after k steps + the answer cue, as text."""

@@ -31,9 +31,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
-from thinktune.config import Recipe, apply_overrides, check_inputs, fingerprint, format_validation_error, resolved_dict
+from thinktune.config import (
+    Recipe,
+    apply_overrides,
+    as_first_released,
+    check_inputs,
+    fingerprint,
+    format_validation_error,
+    resolved_dict,
+)
 from thinktune.errors import RecipeError
 
 EXPERIMENTS_DIR = "experiments"
@@ -246,7 +262,7 @@ class LoadedExperiment:
 def recipe_hash(recipe: Recipe) -> str:
     """Hash of what a run computes: the resolved recipe without where it is written or how many threads it uses, and
     without absent stages (``dpo: null``), so a stage added to thinktune later leaves existing summaries valid."""
-    full = {k: v for k, v in resolved_dict(recipe).items() if v is not None}
+    full = {k: v for k, v in as_first_released(resolved_dict(recipe)).items() if v is not None}
     for key in ("output_dir", "threads", "name"):
         full.pop(key, None)
     return fingerprint(full)

@@ -114,8 +114,8 @@ def _grpo(run: RunData) -> list[Finding]:
     rows = run.metrics.get("grpo", [])
     rewards = [(r["step"], float(r["reward"])) for r in rows if _num(r.get("reward")) is not None]
     t = trend([v for _, v in rewards])
-    weights = [abs(float(s.get("weight", 1.0))) for s in (get(run.recipe, "grpo", "rewards") or [])
-               if isinstance(s, dict)]
+    grpo = run.recipe.grpo if run.recipe is not None else None
+    weights = [abs(s.weight) for s in (grpo.rewards if grpo is not None else [])]
     scale = sum(weights) or 1.0
     if t is not None and t[1] - t[0] >= REWARD_RISE * scale:
         acc = _held_out_change(run)

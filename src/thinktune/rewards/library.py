@@ -12,7 +12,7 @@ callable for use outside thinktune::
 =================  =========================================================================================
 name               what it pays, and its source
 =================  =========================================================================================
-``correct``        1.0 when the extracted answer is equivalent to the gold (rewards/answers.py), else 0.0; None
+``correct``        1.0 when the extracted answer is equivalent to the gold (data/answers.py), else 0.0; None
                    when the gold is unusable or the item is unanswerable. With the default answer-tag extractor
                    the completion must also be well formed (``require_format``), as in DeepSeek-R1's rule reward
                    ("the answer in a specified format", arXiv 2501.12948 §2.2.2) and Dr. GRPO's grader (arXiv
@@ -62,10 +62,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thinktune.data.answers import extract_answer, grade, is_abstention
 from thinktune.data.records import Record
 from thinktune.errors import StageError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
-from thinktune.rewards.answers import extract_answer, grade, is_abstention
 
 RewardFn = Callable[..., float | None]
 

@@ -40,7 +40,7 @@ from typing import Any
 from thinktune.errors import StageError
 
 WARM_IMPORTS = ("thinktune.rewards.library", "math_verify", "sympy")  # imported before a worker reports ready
-WARM_UP = "thinktune.rewards.answers:warm_up"  # then called once, so the first real call is not the slow one
+WARM_UP = "thinktune.data.answers:warm_up"  # then called once, so the first real call is not the slow one
 
 
 @dataclass(frozen=True)

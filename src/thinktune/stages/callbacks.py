@@ -131,7 +131,7 @@ class ProgressBar(TrainerCallback):
 class HeldOutAccuracy(TrainerCallback):
     """Greedy accuracy on a small held-out set every ``every`` steps (and at the end), logged to metrics.jsonl.
 
-    Uses the same generation and grader as the audit (generation.py, rewards/answers.py), so the curve is
+    Uses the same generation and grader as the audit (generation.py, data/answers.py), so the curve is
     comparable with the final audit numbers.
     """
 
@@ -147,9 +147,9 @@ class HeldOutAccuracy(TrainerCallback):
     def _evaluate(self, model, step: int) -> None:
         import torch
 
+        from thinktune.data.answers import grade
         from thinktune.formatting import parse_completion
         from thinktune.generation import SamplingParams, generate_texts
-        from thinktune.rewards.answers import grade
 
         if step == self._last:
             return

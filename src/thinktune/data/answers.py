@@ -3,7 +3,7 @@
 Used by rewards, data curation and the audit alike (one grader per task; STYLE.md rule 11), so training and
 evaluation cannot drift apart::
 
-    from thinktune.rewards.answers import extract_answer, grade
+    from thinktune.data.answers import extract_answer, grade
     grade(record, extract_answer(completion, extractor="boxed"))   # True / False / None
 
 Extraction (:func:`extract_answer`, ``extractor=``):
@@ -44,7 +44,7 @@ Equivalence (:func:`grade`), in order:
 
 Deviations from Math-Verify's defaults: single-answer extraction instead of any-match (rule 2); cheap exact paths
 before it (rules 4–5; they agree with it on the 800 labelled samples in tests/rewards/test_real_data.py).
-Tests: ``pytest tests/rewards/test_answers.py tests/rewards/test_real_data.py``.
+Tests: ``pytest tests/data/test_answers.py tests/rewards/test_real_data.py``.
 """
 
 from __future__ import annotations
@@ -391,21 +391,6 @@ def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool
     return True
 
 
-def _rg_dataset(record: Record) -> str | None:
-    for prefix in ("rg:", "reasoning_gym:"):
-        if record.task.startswith(prefix):
-            return record.task[len(prefix) :]
-    return None
-
-
-def _rg_grade(record: Record, dataset: str, predicted: str) -> bool:
-    import reasoning_gym
-
-    entry = {"question": record.question, "answer": record.answer, "metadata": record.meta.get("metadata", {})}
-    score = reasoning_gym.get_score_answer_fn(dataset)(predicted, entry)
-    return float(score) >= 1.0 - 1e-9
-
-
 def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool | None:
     """Is ``predicted`` equivalent to ``record.answer``? None when the gold is unusable (see module docstring)."""
     gold = record.answer
@@ -421,13 +406,13 @@ def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool 
                 return verdict
         return True
 
-    from thinktune.data.tasks import TASKS
+    from thinktune.data.tasks import TASKS, reasoning_gym_dataset, reasoning_gym_score
 
     if record.task in TASKS:
         return TASKS[record.task]().verify(record, predicted)
-    dataset = _rg_dataset(record)
+    dataset = reasoning_gym_dataset(record)
     if dataset is not None:
-        return _rg_grade(record, dataset, predicted)
+        return reasoning_gym_score(record, dataset, predicted)
     if GRADE_MEMO:
         return _grade_math(gold, predicted, rel_tol)
     return _grade_math.__wrapped__(gold, predicted, rel_tol)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from thinktune.data.records import Record
-from thinktune.rewards.answers import (
+from thinktune.data.answers import (
     boxed_contents,
     extract_answer,
     grade,
     is_abstention,
     split_candidates,
 )
+from thinktune.data.records import Record
 
 
 def rec(answer: str, task: str = "", answerable: bool = True, **meta) -> Record:
