@@ -1,5 +1,5 @@
 """Known-answer test of the audit on the quickstart task: a tiny model trained on genuine chains vs one trained on
-decorative (filler) chains with the same answers (tests/audit/helpers.py).
+decorative (filler) chains with the same answers (tests/helpers/chains.py).
 
 Expected (issue 6 acceptance, METHODS.md §6–7): early-answering AOC differs by >= 0.3; filler sensitivity and
 information gain separate the two the same way; information gain is positive on genuine chains and ~0 on filler.
@@ -8,7 +8,7 @@ Models are trained once with TRL's SFTTrainer (~3 min each on one core) and cach
 
 import pytest
 
-from tests.audit.helpers import task_records, train_tiny
+from tests.helpers.chains import task_records, train_tiny
 from thinktune.audit import infogain
 from thinktune.audit.battery import audit_model
 from thinktune.audit.scoring import BranchSet

@@ -7,7 +7,7 @@ second; tests/experiments/test_reduced.py shows the same with real training.
 import json
 import os
 
-from tests.experiments.helpers import write_experiment
+from tests.helpers.experiments import write_experiment
 from thinktune.experiments.runner import find_donor, plan_order, run_one, share_stages
 from thinktune.experiments.spec import load_experiment
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from tests.report.helpers import audit_agg, example_rows, grpo_rows, make_run
+from tests.helpers.report_runs import audit_agg, example_rows, grpo_rows, make_run
 from thinktune.cli import app
 from thinktune.config import Recipe, RewardSpec
 from thinktune.context import StageContext

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.report.helpers import audit_agg, grpo_rows, make_run
+from tests.helpers.report_runs import audit_agg, grpo_rows, make_run
 from thinktune.report.build import ReportOptions, build_report
 from thinktune.report.diagnose import diagnose, trend
 from thinktune.report.load import load_run

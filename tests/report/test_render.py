@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.report.helpers import audit_agg, make_run
-from tests.stages.helpers import reduced_recipe, thinktune
+from tests.helpers.report_runs import audit_agg, make_run
+from tests.helpers.pipeline import reduced_recipe, thinktune
 from thinktune.report.charts import fmt_num
 from thinktune.report.markup import pct
 

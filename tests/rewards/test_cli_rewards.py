@@ -42,11 +42,11 @@ def test_score_writes_one_row_per_completion(tmp_path):
 def test_score_with_settings_and_custom_rewards(tmp_path):
     src = write_rows(tmp_path / "outs.jsonl", [{"id": "x", "question": "q", "answer": "7",
                                                "completion": "so the answer is \\boxed{7}"}])
-    res = RUN.invoke(app, ["rewards", "score", str(src), "-r", "correct,tests.rewards.faulty:returns_none",
+    res = RUN.invoke(app, ["rewards", "score", str(src), "-r", "correct,tests.helpers.faulty_rewards:returns_none",
                            "--set", "correct.extractor=boxed", "-o", str(tmp_path / "s.jsonl"), "--workers", "0"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "s.jsonl").read_text()) == {"id": "x", "correct": 1.0,
-                                                              "tests.rewards.faulty:returns_none": None}
+                                                              "tests.helpers.faulty_rewards:returns_none": None}
 
 
 def test_score_reports_bad_rows_with_their_line(tmp_path):
@@ -79,7 +79,7 @@ def test_probe_passes_the_default_rewards(tmp_path):
 
 
 def test_probe_fails_a_hackable_reward():
-    res = RUN.invoke(app, ["rewards", "probe", "--rewards", "tests.rewards.faulty:substring_match", "--items", "2",
+    res = RUN.invoke(app, ["rewards", "probe", "--rewards", "tests.helpers.faulty_rewards:substring_match", "--items", "2",
                            "--workers", "0"])
     assert res.exit_code == 1
     assert "VIOLATION" in res.output and "reward probes failed" in res.output

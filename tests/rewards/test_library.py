@@ -175,7 +175,7 @@ def test_settings_are_validated_with_a_suggestion():
 
 
 def test_resolve_custom_and_unknown():
-    assert resolve("tests.rewards.faulty:pid").__name__ == "pid"
+    assert resolve("tests.helpers.faulty_rewards:pid").__name__ == "pid"
     with pytest.raises(KeyError, match="did you mean 'format'"):
         resolve("formatt")
 

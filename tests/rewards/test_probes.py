@@ -161,7 +161,7 @@ def test_probes_of_the_default_set_reports_unguarded_properties_without_failing(
 
 
 def test_probes_catches_a_substring_match_reward():  # Liuziyu77/Visual-RFT#176
-    report = probe_rewards([RewardSpec(fn="tests.rewards.faulty:substring_match")], default_items(), workers=0,
+    report = probe_rewards([RewardSpec(fn="tests.helpers.faulty_rewards:substring_match")], default_items(), workers=0,
                            max_items=4)
     assert not report.ok
     assert "empty_answer" in {v.probe for v in report.violations if v.rule == "A"}
@@ -177,7 +177,7 @@ def test_probes_catches_an_ungated_correct_reward():
 
 
 def test_probes_reports_errors_as_violations():
-    report = probe_rewards([RewardSpec(fn="tests.rewards.faulty:raises")], default_items(), workers=0, max_items=2)
+    report = probe_rewards([RewardSpec(fn="tests.helpers.faulty_rewards:raises")], default_items(), workers=0, max_items=2)
     assert {v.rule for v in report.violations} == {"error"}
 
 

@@ -8,8 +8,7 @@ import shutil
 
 import pytest
 
-from tests.stages.helpers import reduced_recipe, thinktune
-from tests.stages.test_resume import kill_when, run_dir, start
+from tests.helpers.pipeline import kill_when, reduced_recipe, run_dir, start, thinktune, write_pairs
 from thinktune.config import load_recipe
 from thinktune.data.pairs import read_pairs_file
 from thinktune.data.records import DataError, Record
@@ -169,17 +168,6 @@ def test_dpo_runs_after_grpo_as_designed_and_its_block_is_fingerprinted(tmp_path
 # End to end (tiny model; pairs from a file because a CI-sized model solves nothing to pair up)
 
 
-def write_pairs(path):
-    rows = []
-    for a in range(2, 9):
-        for b in range(1, 4):
-            rows.append({"question": f"Compute {a} + {b} - 1.",
-                         "chosen": render(f"{a} + {b} = {a + b}\n{a + b} - 1 = {a + b - 1}", str(a + b - 1)),
-                         "rejected": render(f"{a} + {b} = {a + b + 1}\n{a + b + 1} - 1 = {a + b}", str(a + b))})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return len(rows)
-
-
 def dpo_recipe(tmp_path, name, pairs_file, **dpo):
     return reduced_recipe(tmp_path, name, grpo=None, report=None, audit={"max_items": 10},
                           dpo={"pairs": "file", "pairs_file": str(pairs_file), "max_steps": 6, "save_steps": 2,
@@ -270,7 +258,7 @@ def test_dpo_kill_then_resume_matches_uninterrupted(sft_run, finished, tmp_path)
 
 
 def test_sampling_is_seeded_and_gives_k_completions_per_question():
-    from tests.tiny_chain import CORPUS
+    from tests.helpers.tiny_chain import CORPUS
     from thinktune.config import DPOStage, TinyModelConfig
     from thinktune.formatting import DEFAULT_FORMAT
     from thinktune.models import build_tiny
@@ -288,7 +276,7 @@ def test_sampling_is_seeded_and_gives_k_completions_per_question():
 
 
 def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
-    from tests.tiny_chain import CORPUS
+    from tests.helpers.tiny_chain import CORPUS
     from thinktune.config import TinyModelConfig
     from thinktune.context import StageContext
     from thinktune.data.records import write_jsonl

@@ -14,7 +14,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.stages.helpers import ROOT, reduced_recipe, thinktune
+from tests.helpers.pipeline import ROOT, reduced_recipe, thinktune
 
 STEPS_SFT, STEPS_DPO, STEPS_GRPO = 6, 2, 3
 OVERRIDES = {
@@ -31,7 +31,7 @@ OVERRIDES = {
 
 
 def _recipe(tmp_path, name):
-    from tests.stages.test_dpo import write_pairs
+    from tests.helpers.pipeline import write_pairs
 
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(pairs)

@@ -4,13 +4,9 @@ import json
 
 import pytest
 
-from tests.stages.helpers import thinktune
+from tests.helpers.pipeline import run_dir, thinktune
 
 pytestmark = pytest.mark.slow
-
-
-def run_dir(recipe):
-    return recipe.parent / "runs" / recipe.stem
 
 
 def test_reduced_quickstart_end_to_end_and_reproducible(recipe_factory):

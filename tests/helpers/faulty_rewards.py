@@ -1,6 +1,6 @@
 """Deliberately broken reward functions for the isolation tests (RELIABILITY.md §5.3).
 
-They are importable by name (``tests.rewards.faulty:sleep_forever``) because the runner's spawned workers resolve
+They are importable by name (``tests.helpers.faulty_rewards:sleep_forever``) because the runner's spawned workers resolve
 rewards by name; the repository root is on ``sys.path`` (pytest ``pythonpath = ["."]``) and spawn passes it on.
 """
 
