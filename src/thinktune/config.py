@@ -282,7 +282,8 @@ class RewardSpec(_Strict):
 
 
 class DynamicSampling(_Strict):
-    """DAPO dynamic sampling (arXiv 2503.14476; METHODS.md §4.2, §4.5): zero-variance groups never reach the loss."""
+    """DAPO dynamic sampling (arXiv 2503.14476; docs/METHODS.md, "DAPO dynamic sampling"): zero-variance groups never
+    reach the loss."""
 
     enabled: bool = False  # keep only groups whose rewards differ; the rest get zero loss weight and no tokens
     max_rounds: PositiveInt = 1  # generation rounds per step to refill the batch with such groups (1 = drop only,
@@ -290,7 +291,7 @@ class DynamicSampling(_Strict):
 
 
 class GRPOStage(_Strict):
-    """Group-relative policy optimisation with TRL's GRPOTrainer (METHODS.md §1–4)."""
+    """Group-relative policy optimisation with TRL's GRPOTrainer (docs/METHODS.md, "GRPO and its loss variants")."""
 
     prompts_per_step: PositiveInt = 16  # distinct prompts per optimizer step, summed over processes
     samples_per_prompt: PositiveInt = 8  # group size G; advantages are computed within each group
@@ -349,7 +350,8 @@ class GRPOStage(_Strict):
 
 
 class DPOStage(_Strict):
-    """Direct preference optimisation (Rafailov et al., arXiv 2305.18290) with TRL's DPOTrainer (METHODS.md §11).
+    """Direct preference optimisation (Rafailov et al., arXiv 2305.18290) with TRL's DPOTrainer (docs/METHODS.md,
+    "DPO on verified samples").
 
     Pairs come from the input model's own samples graded by the verifier (``self``), from a teacher model's samples
     (``teacher``), or from a JSONL file (``file``); see stages/dpo.py.
@@ -401,7 +403,8 @@ class DPOStage(_Strict):
 
 
 class AuditStage(_Strict):
-    """The reasoning audit of every model of the run on the same items (METHODS.md §6–8, §10, §13; audit/).
+    """The reasoning audit of every model of the run on the same items (docs/METHODS.md, "What the audit reports";
+    audit/).
 
     Greedy generation gives the outcome metrics; the scorer-based tests (early answering, filler, paraphrase,
     information gain, calibration) re-use each item's greedy chain; ``mistakes`` and ``samples`` regenerate.
@@ -425,7 +428,8 @@ class AuditStage(_Strict):
     pass_k: list[PositiveInt] = Field(default_factory=lambda: [1, 4])  # k values for pass@k (k <= samples)
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
-    sampling_seed: NonNegativeInt = 1234  # the audit's own sampling seed (RELIABILITY.md §7)
+    # the audit's own sampling seed, independent of training (docs/ARCHITECTURE.md, "Determinism and seeds")
+    sampling_seed: NonNegativeInt = 1234
     unanswerable: Literal["none", "question_only", "drop_quantity", "unknown_number"] = "none"  # add variants
     extractor: str = "answer_tag"  # answer extraction (data.answers.EXTRACTORS); "auto" for untrained models
     paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
@@ -433,6 +437,16 @@ class AuditStage(_Strict):
     switch_words: list[str] = Field(default_factory=lambda: ["alternatively"])  # thought-switch markers
     calibration_bins: PositiveInt = 10  # equal-width bins for ECE
     bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)
+    metrics: list[str] = Field(default_factory=list)  # per-item metrics added by name, module:function (audit/metrics.py)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Added after the first release: left out while empty, so the audit fingerprint of a recipe that does not
+        # use it is unchanged and completed runs stay valid.
+        data = handler(self)
+        if not data.get("metrics"):
+            data.pop("metrics", None)
+        return data
 
 
 class ReportStage(_Strict):

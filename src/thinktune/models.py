@@ -3,7 +3,7 @@
 - ``load_model(spec)`` returns ``(model, tokenizer)`` for any :class:`thinktune.config.ModelConfig`.
 - GGUF files are loaded by ``transformers`` (``gguf_file=``, dequantised to fp32). Such a model refuses
   ``save_pretrained``, so :func:`load_model` rebuilds a plain model of the same architecture from its config and
-  state dict (DESIGN.md: 517 MB, reloads in ~0.1 s) and caches it next to the GGUF's cache key.
+  state dict (517 MB for SmolLM2-135M, reloads in ~0.1 s) and caches it next to the GGUF's cache key.
 - QLoRA (Dettmers et al., "QLoRA: Efficient Finetuning of Quantized LLMs", arXiv 2305.14314): with
   ``model.lora.quantize`` the frozen base is loaded in 4-bit NF4 with double quantisation and bf16 compute (or
   LLM.int8 8-bit) through bitsandbytes, on CUDA only (:func:`quantization_config`). Deviations: no paged optimizer

@@ -1,4 +1,4 @@
-"""The reward runner's isolation contract (RELIABILITY.md §5.3), one property per test.
+"""The reward runner's isolation contract (docs/ARCHITECTURE.md, "Reward isolation"), one property per test.
 
 A reward that sleeps forever, busy-loops in C, raises, exits its process, returns NaN / None / a string, or (as a
 batch callable) the wrong number of values: the batch finishes within deadline + 5 s or the run stops by the

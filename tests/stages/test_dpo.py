@@ -1,5 +1,6 @@
 """DPO stage: pair building (verifier-graded, one-sided questions skipped), pairs-file validation, recipe errors, an
-end-to-end run added to a completed SFT run, and kill -9 resume (METHODS.md §11.4, RELIABILITY.md §1–3)."""
+end-to-end run added to a completed SFT run, and kill -9 resume (docs/ARCHITECTURE.md, "Crash safety and exact
+resume")."""
 
 import json
 import math

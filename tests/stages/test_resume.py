@@ -1,5 +1,5 @@
 """kill -9 during SFT or GRPO, then the same `thinktune run`: resume from the last committed checkpoint and
-finish with the same numbers as an uninterrupted run (RELIABILITY.md §1–3)."""
+finish with the same numbers as an uninterrupted run (docs/ARCHITECTURE.md, "Crash safety and exact resume")."""
 
 import json
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from thinktune.audit import faithfulness, infogain
+from thinktune.audit import faithfulness, infogain, metrics
 from thinktune.audit.abstention import (
     abstention_metrics,
     appropriate_behavior,
@@ -180,6 +180,10 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
             rows[i].setdefault("faithfulness", {})["mistakes"] = m
         timing["generate_mistakes_s"] = time.perf_counter() - t0
     agg = summarize(rows, cfg, seed)
+    if cfg.metrics:  # metrics added by name (audit/metrics.py)
+        added = [metrics.resolve(spec) for spec in cfg.metrics]
+        metrics.compute(added, rows, records)
+        agg["metrics"] = metrics.summarize(added, rows, cfg.bootstrap, seed)
     agg["model"] = label
     agg["n_traces"] = len(traces)
     agg["timing"] = {k: round(v, 3) for k, v in timing.items()}
@@ -349,8 +353,15 @@ def lookup(agg: dict[str, Any], path: Sequence[str]) -> Any:
 
 
 def headline(agg: dict[str, Any]) -> dict[str, Any]:
-    """The one-line summary of a model's audit (CLI tables, results.json)."""
-    return {name: lookup(agg, path) for name, path, _ in HEADLINE}
+    """The one-line summary of a model's audit (CLI tables, results.json), metrics added by name last."""
+    return {**{name: lookup(agg, path) for name, path, _ in HEADLINE},
+            **{m["label"]: m["mean"] for m in (agg.get("metrics") or {}).values()}}
+
+
+def headline_rows(agg: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
+    """(label, path in audit.json, kind) of the headline, metrics added by name included."""
+    return [*HEADLINE, *((m["label"], ("metrics", name, "mean"), m["kind"])
+                         for name, m in (agg.get("metrics") or {}).items())]
 
 
 def write_audit(target: Path, agg: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:

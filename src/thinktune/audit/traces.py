@@ -1,7 +1,7 @@
 """A model's own chain of thought, cut into token segments that the scorer can truncate and rebuild.
 
 For one item the audit keeps the prompt and the greedy completion's steps (non-empty lines of the think block,
-DESIGN.md) as separately tokenized segments::
+docs/ARCHITECTURE.md, "Data model") as separately tokenized segments::
 
     root   = prompt | head | step_1 + "\\n" | … | step_n + "\\n"       head = think-open + "\\n" ("" if prefilled)
     cue    = think-close + "\\n" + answer-open                           the forced-answer cue after k >= 1 steps

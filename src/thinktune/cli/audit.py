@@ -41,7 +41,7 @@ def _fmt(value: Any, kind: str) -> str:
 def render_tables(audits: dict[str, tuple[dict, list]], comparison: dict | None, console) -> None:
     from rich.table import Table
 
-    from thinktune.audit.battery import HEADLINE, lookup
+    from thinktune.audit.battery import headline_rows, lookup
 
     names = list(audits)
     n_items = audits[names[0]][0]["n"]
@@ -49,7 +49,7 @@ def render_tables(audits: dict[str, tuple[dict, list]], comparison: dict | None,
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
-    for label, path, kind in HEADLINE:
+    for label, path, kind in headline_rows(audits[names[0]][0]):
         values = [lookup(audits[n][0], path) for n in names]
         if all(v is None for v in values):
             continue
@@ -111,6 +111,8 @@ def audit_cmd(
     tip_words: Annotated[str | None, typer.Option(help="Comma-separated switch words for TIP.")] = None,
     steer: Annotated[list[str] | None, typer.Option(
         help="Also audit each model steered by FILE:STRENGTH (repeatable), side by side.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", help="Also compute this per-item metric, module:function (repeatable; docs/EXTENDING.md).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
 ) -> None:
     """Audit models: accuracy, faithfulness, information gain, abstention, calibration — side by side."""
@@ -123,7 +125,7 @@ def audit_cmd(
         settings: dict[str, Any] = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, samples=samples,
                                         unanswerable=unanswerable, info_gain_mode=info_gain_mode,
                                         chance_corrected=chance_corrected, paraphraser=paraphraser, judge=judge,
-                                        backend=backend)
+                                        backend=backend, metrics=metric or [])
         if chosen is not None:
             settings["tests"] = chosen
         cfg = audit_config(**settings)

@@ -107,7 +107,8 @@ def user_errors() -> Iterator[None]:
 
 def setup_logging(verbose: bool) -> None:
     """INFO logs with ``--verbose``; otherwise the stack's warnings and progress bars are silenced."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         for noisy in ("transformers", "datasets", "trl", "accelerate", "peft"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,7 +1,7 @@
 """The answer layer: extract the final answer from a completion and decide whether it matches the gold.
 
-Used by rewards, data curation and the audit alike (one grader per task; STYLE.md rule 11), so training and
-evaluation cannot drift apart::
+Used by rewards, data curation and the audit alike (one grader per task; docs/METHODS.md, "Grading answers"), so
+training and evaluation cannot drift apart::
 
     from thinktune.data.answers import extract_answer, grade
     grade(record, extract_answer(completion, extractor="boxed"))   # True / False / None
@@ -27,7 +27,7 @@ Equivalence (:func:`grade`), in order:
    gold → None. An unparseable gold is excluded, never rewarded (huggingface/open-r1#215, #293).
 2. **Several candidates earn no credit** unless every one of them is the gold: ``18 or 17``, ``17, 18``,
    ``\\boxed{17} \\boxed{18}`` are all wrong for gold 18 (Math-Verify's ``verify`` accepts *any* matching pair,
-   RELIABILITY.md §5.1 and §9; Liuziyu77/Visual-RFT#79). A gold that is itself a list (``1, 2``) is compared as a
+   a known reward hack; Liuziyu77/Visual-RFT#79). A gold that is itself a list (``1, 2``) is compared as a
    set, one-to-one.
 3. A task's own verifier: built-in tasks (``thinktune.data.tasks.TASKS``) and reasoning-gym tasks — records whose
    ``task`` is ``rg:<dataset>`` (or ``reasoning_gym:<dataset>``) with the dataset entry's metadata in
@@ -456,7 +456,7 @@ ABSTAIN_PHRASES = (
     "impossible to determine", "cannot be answered", "can't be answered", "cannot answer", "can't answer",
     "unanswerable", "not answerable", "not enough information", "insufficient information",
     "missing information", "information is missing", "not specified", "unknown",
-)  # keyword detector (METHODS.md §8.4: thinktune's offline default); the LLM judge is pluggable in the audit
+)  # keyword detector (AbstentionBench's keyword baseline, the offline default); the audit's LLM judge is pluggable
 
 
 def is_abstention(answer: str | None, abstain_string: str | None = None) -> bool:

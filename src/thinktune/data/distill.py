@@ -4,10 +4,10 @@ Run: ``thinktune data distill questions.jsonl -o traces.jsonl --base-url http://
 (any OpenAI-compatible chat-completions endpoint; the key is read from the environment variable named by
 ``--api-key-env``, never from the command line), or ``--local PATH`` for a local transformers model.
 
-Follows DeepSeek-R1's rejection-sampling step (arXiv 2501.12948 §2.3.3; METHODS.md §5.2): sample several
-completions per prompt and keep only those whose final answer the verifier accepts (here the task's grader,
-``data.answers.grade``). Each kept trace becomes a canonical record ``<question id>-t<j>`` whose ``answer`` is the
-gold answer and whose ``meta`` records the teacher, the sample index and the teacher's own answer string.
+Follows DeepSeek-R1's rejection-sampling step (arXiv 2501.12948 §2.3.3; docs/METHODS.md, "Curation and distillation"):
+sample several completions per prompt and keep only those whose final answer the verifier accepts (here the task's
+grader, ``data.answers.grade``). Each kept trace becomes a canonical record ``<question id>-t<j>`` whose ``answer`` is
+the gold answer and whose ``meta`` records the teacher, the sample index and the teacher's own answer string.
 
 Reliability:
 

@@ -14,10 +14,10 @@ Tasks:
   (``47 + 85 - 29`` → ``132 - 29`` → ``103``), a scratchpad in the style of Nye et al. (arXiv 2112.00114);
   ``trace="steps"`` writes one operation per line with its running total (``47 + 85 = 132``); ``trace="filler"``
   writes a *decorative* chain with the same answer: 1..max_ops+1 lines of 1..4 `` ...`` units, empty on 15 % of
-  the items (the known-answer control of the audit, METHODS.md §6–7: the answer has to be computed without the
-  chain, so a model trained on it has an unfaithful chain by construction). Difficulty = number
-  of operations and operand size; a k-step chain fails if any step fails, so accuracy falls with k and leaves
-  room for RL after SFT.
+  the items (the known-answer control of the audit, docs/METHODS.md, "Faithfulness of the chain": the answer has to be
+  computed without the chain, so a model trained on it has an unfaithful chain by construction). Difficulty = number of
+  operations and operand size; a k-step chain fails if any step fails, so accuracy falls with k and leaves room for RL
+  after SFT.
 """
 
 from __future__ import annotations

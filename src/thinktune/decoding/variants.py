@@ -37,7 +37,7 @@ def intervention(kind: str, setting: Any, model, tokenizer) -> Iterator[list]:
 
 @dataclass(frozen=True)
 class Variant:
-    """A decoding intervention audited next to the plain model: ``kind`` "tip" (a TipConfig) or "steer" (file, strength)."""
+    """A decoding intervention audited next to the plain model: "tip" (a TipConfig) or "steer" (file, strength)."""
 
     kind: str
     setting: Any

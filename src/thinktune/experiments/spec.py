@@ -4,7 +4,7 @@ An experiment reproduces one published effect at small scale: a base recipe, arm
 metrics read from each run, and a reproduction criterion evaluated over the seeds::
 
     claim: Chain-of-thought SFT beats answer-only SFT on multi-step chains, more so on longer chains.
-    source: METHODS.md §5 (Wei et al. 2022, arXiv 2201.11903)
+    source: Wei et al. 2022, arXiv 2201.11903
     recipe: recipes/quickstart.yaml          # path relative to the repository root
     overrides: {grpo: null}                  # applied to every arm
     arms:
@@ -141,7 +141,7 @@ class ArmSpec(_Strict):
 
 class Experiment(_Strict):
     claim: str = Field(min_length=1)
-    source: str = Field(min_length=1)  # METHODS.md section and the paper
+    source: str = Field(min_length=1)  # the paper (arXiv id) and the docs/METHODS.md section
     recipe: str  # base recipe path, relative to the repository root (or absolute)
     overrides: dict[str, Any] = Field(default_factory=dict)  # applied to every arm
     arms: dict[str, ArmSpec | dict[str, Any]]

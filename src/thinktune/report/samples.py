@@ -172,8 +172,8 @@ def samples_section(ctx: Ctx, per_model: int, limit: int | None = None) -> str:
                 '<input id="sb-q" type="search" placeholder="search question, reasoning, answer, id" '
                 'aria-label="search"><span id="sb-count" class="muted"></span></div>')
     note = (f'<p class="note">Up to {limit} held-out items per model, evenly spread over the audit\'s items (the '
-            "same items for every model of a run); rewards are the run's GRPO rewards, scored by the audit stage. Texts "
-            f"longer than {TEXT_LIMIT:,} characters are clipped.</p>")
+            "same items for every model of a run); rewards are the run's GRPO rewards, scored by the audit stage. "
+            f"Texts longer than {TEXT_LIMIT:,} characters are clipped.</p>")
     return section("samples", "Samples", note + controls + "".join(panels))
 
 

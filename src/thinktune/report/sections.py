@@ -306,7 +306,7 @@ def probes_section(ctx: Ctx) -> str:
     if not out:
         return ""
     intro = ('<p class="note">Adversarial completions built from training items and scored with the run\'s GRPO '
-             "rewards by the GRPO stage before it trained (rewards/probes.py). Rule A: a probe that does not name the gold uniquely earns no more than "
-             "the honest wrong answer; rule B: a probe that breaks format or reasoning earns less than the honest "
-             "correct one. <i>unguarded</i>: no reward defends that property.</p>")
+             "rewards by the GRPO stage before it trained (rewards/probes.py). Rule A: a probe that does not name the "
+             "gold uniquely earns no more than the honest wrong answer; rule B: a probe that breaks format or "
+             "reasoning earns less than the honest correct one. <i>unguarded</i>: no reward defends that property.</p>")
     return section("probes", "Reward-hack probes", intro + "".join(out))

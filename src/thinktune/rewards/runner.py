@@ -8,7 +8,7 @@
         trainer = GRPOTrainer(..., reward_funcs=rewards.trl_functions(), args=GRPOConfig(reward_weights=rewards.weights))
         trainer.train()
 
-Design (RELIABILITY.md §5.3, STYLE.md §7):
+Design (docs/ARCHITECTURE.md, "Reward isolation"):
 
 1. Every reward runs in a persistent pool of spawned worker processes (:mod:`thinktune.rewards.pool`) with a
    per-call ``deadline``; a hung call is abandoned and its worker killed and replaced. ``workers=0`` runs

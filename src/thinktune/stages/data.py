@@ -13,8 +13,8 @@ Three ways to get data (exactly one per recipe):
 
 stats.json says what every step removed and why, plus counts, length histograms and answer formats. The stage
 fails when bad rows and filters remove more than ``curate.max_drop_fraction`` of the input or leave nothing
-(silent data loss is worse than a stopped run). The directory is written into a staging directory and renamed into place, so a crash never
-leaves half a dataset.
+(silent data loss is worse than a stopped run). The directory is written into a staging directory and renamed into
+place, so a crash never leaves half a dataset.
 """
 
 from __future__ import annotations

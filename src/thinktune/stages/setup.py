@@ -149,7 +149,8 @@ def train_resumable(ctx, trainer, tokenizer) -> dict[str, Any]:
     """Train (resuming from the latest *committed* checkpoint when the stage resumes) and write ``final/``.
 
     Checkpoints without a commit marker are torn writes from a killed save: deleted, never loaded
-    (docs/ARCHITECTURE.md, "Crash safety"). Returns the stage result fields every training stage reports.
+    (docs/ARCHITECTURE.md, "Crash safety and exact resume"). Returns the stage result fields every training stage
+    reports.
     """
     import time
 

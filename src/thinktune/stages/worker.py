@@ -14,10 +14,10 @@ multi-node). Why relaunch per stage rather than the whole run under accelerate: 
 half-updated — the parent records the failure like any other stage error.
 
 Each worker reads the resolved ``recipe.yaml`` of the run directory (context.read_run_recipe), joins the process
-group, and calls the same stage function a one-process run calls (the stage table's entry). Rank 0 writes every file (thinktune.distributed); its result dict
-goes back to the parent as a ``@@thinktune`` line on stdout, as do its notes and progress (the parent shows
-them with its own reporter) and any error message (re-raised by the parent as a :class:`StageError`, so the
-CLI prints it and exits 1). The launcher's full output, every rank included, is kept in
+group, and calls the same stage function a one-process run calls (the stage table's entry). Rank 0 writes every file
+(thinktune.distributed); its result dict goes back to the parent as a ``@@thinktune`` line on stdout, as do its notes
+and progress (the parent shows them with its own reporter) and any error message (re-raised by the parent as a
+:class:`StageError`, so the CLI prints it and exits 1). The launcher's full output, every rank included, is kept in
 ``<stage>/launch.log``.
 """
 
