@@ -191,3 +191,19 @@ def test_vllm_backend_wiring_and_missing_package(tiny, monkeypatch):
     agg, rows = battery.audit_model(model, tok, RECORDS, cfg, DEFAULT_FORMAT, model_path="m", seed=3)
     assert agg["accuracy"] == 0.75 and agg["format_rate"] == 1.0  # text after the close tag trimmed
     assert ("init", "m", 3) in calls and ("generate", 1, 0.0, True) in calls and ("generate", 2, 0.6, True) in calls
+
+
+def test_paired_intervals_do_not_depend_on_the_hash_seed():
+    """The paired differences follow the items' order, not a set's (whose order changes with PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, random; from thinktune.audit.compare import compare\n"
+              "rng = random.Random(0)\n"
+              "rows = lambda: [{'id': f'item-{i}', 'correct': None, 'answerable': True,\n"
+              "                 'info_gain': {'info_gain': rng.random()}} for i in range(40)]\n"
+              "print(json.dumps(compare({'a': ({}, rows()), 'b': ({}, rows())}, 200, 0)['paired']))")
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(outs) == 1 and json.loads(outs.pop())["b"]["info_gain"]["n"] == 40

@@ -52,7 +52,7 @@ def compare(audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], n_bo
         rows = {r["id"]: r for r in audits[name][1]}
         diffs = {}
         for metric, get in _PAIRED:
-            d = [get(rows[i]) - get(base_rows[i]) for i in rows.keys() & base_rows.keys()
+            d = [get(rows[i]) - get(base_rows[i]) for i in base_rows if i in rows
                  if get(rows[i]) is not None and get(base_rows[i]) is not None]
             if d:
                 diffs[metric] = {"n": len(d), "delta": sum(d) / len(d), "ci95": bootstrap_ci(d, n_boot, seed)}
