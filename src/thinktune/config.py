@@ -324,6 +324,9 @@ class GRPOStage(_Strict):
     gradient_checkpointing: bool = False  # trade compute for memory (TRL defaults it on; pointless for small models)
     max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
     dynamic_sampling: DynamicSampling = Field(default_factory=DynamicSampling)  # stages/dynamic_sampling.py
+    # rollouts: "thinktune" = the batched decoder (rollout_engine.py: no per-step KV copies, finished rows leave the
+    # batch; greedy-identical to HF generate), "trl" = TRL's own generate call
+    rollout_engine: Literal["thinktune", "trl"] = "thinktune"
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.GRPOConfig fields, validated against TRL
 
     @model_serializer(mode="wrap")
@@ -333,6 +336,8 @@ class GRPOStage(_Strict):
         data = handler(self)
         if data.get("dynamic_sampling") == DynamicSampling().model_dump():
             data.pop("dynamic_sampling")
+        if data.get("rollout_engine") == "trl":  # what every run before the batched decoder did
+            data.pop("rollout_engine")
         return data
 
     def batch(self) -> BatchPlan:

@@ -63,7 +63,8 @@ def grpo_rows(rewards: list[float], eval_accuracy: list[float] | None = None, ze
 
 def make_run(root: Path, name: str = "made", audits: dict[str, dict[str, Any]] | None = None,
              grpo_metrics: list[dict[str, Any]] | None = None, stages: dict[str, dict[str, Any]] | None = None,
-             rows: dict[str, list[dict[str, Any]]] | None = None, grpo: bool = True) -> Path:
+             rows: dict[str, list[dict[str, Any]]] | None = None, grpo: bool = True,
+             results: dict[str, Any] | None = None) -> Path:
     """A run directory with a manifest, resolved recipe, held-out data, audits and optional GRPO metrics."""
     run = root / name
     (run / "data").mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,8 @@ def make_run(root: Path, name: str = "made", audits: dict[str, dict[str, Any]] |
         (d / "audit.json").write_text(json.dumps({**agg, "model": model}))
         model_rows = (rows or {}).get(model) or example_rows(agg.get("n", 4))
         (d / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in model_rows))
+    if results is not None:
+        (run / "results.json").write_text(json.dumps(results))
     if grpo_metrics is not None:
         (run / "grpo").mkdir(exist_ok=True)
         (run / "grpo" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in grpo_metrics))

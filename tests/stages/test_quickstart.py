@@ -34,6 +34,13 @@ def test_reduced_quickstart_end_to_end_and_reproducible(recipe_factory):
     assert results["eval_items"] == 40
     assert set(results["models"]) == {"base", "sft", "grpo"}
     assert results["models"]["base"]["accuracy"] == 0.0  # an untrained model cannot do arithmetic
+    # each model against the one it was trained from, paired on the same 40 items
+    changes = {(c["before"], c["after"]): c for c in results["changes"]}
+    assert set(changes) == {("base", "sft"), ("sft", "grpo")}
+    for (before, after), c in changes.items():
+        assert c["n"] == 40
+        assert c["delta"] == pytest.approx(results["models"][after]["accuracy"] - results["models"][before]["accuracy"])
+        assert c["ci95"][0] <= c["delta"] <= c["ci95"][1]
     examples = (root / "audit" / "sft" / "examples.jsonl").read_text().splitlines()
     assert len(examples) == 40
     # the run stores what the report shows: every held-out sample's GRPO reward scores, the reward-probe report

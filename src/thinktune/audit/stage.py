@@ -21,6 +21,7 @@ from thinktune.audit.battery import (
     write_audit,
 )
 from thinktune.audit.compare import compare
+from thinktune.audit.significance import stage_changes
 from thinktune.context import RESULTS_FILE, StageContext
 from thinktune.data.records import Record, read_records
 from thinktune.io import atomic_write_json, commit_dir, staging_dir
@@ -59,12 +60,16 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         atomic_write_json(tmp / "comparison.json", compare(audits, cfg.bootstrap, recipe.seed))
     commit_dir(tmp, target)
     n_answerable = sum(r.answerable for r in records)
+    changes = stage_changes({s: rows for s, (_, rows) in audits.items()},
+                            {s: ctx.input_model_stage(s) for s in list(audits)[1:]}, seed=recipe.seed)
     summary = {
         "run": recipe.name,
         "eval_items": n_answerable,
         "models": {s: {**{k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "mean_completion_tokens",
                                             "accuracy_by_difficulty", "n")}, "audit": headline(a)}
                    for s, (a, _) in audits.items()},
+        # each model against the model it was trained from, paired on the same items (audit/significance.py)
+        "changes": [c.to_dict() for c in changes],
     }
     atomic_write_json(ctx.root / RESULTS_FILE, summary)
     return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4),

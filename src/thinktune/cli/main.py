@@ -103,6 +103,11 @@ def _print_results(root: Path) -> None:
             t.add_row(name, f"{m['accuracy']:.1%}", f"{lo:.1%}–{hi:.1%}", f"{m['format_rate']:.1%}",
                       f"{m['mean_completion_tokens']:.0f}")
         out.print(t)
+        for c in res.get("changes", []):  # each model vs the model it was trained from, paired (audit/significance.py)
+            lo, hi = c["ci95"]
+            colour = "green" if c["significant"] and c["delta"] > 0 else "yellow"
+            out.print(f"[{colour}]{c['before']} → {c['after']}: {100 * c['delta']:+.1f} points, paired 95 % CI "
+                      f"{100 * lo:+.1f}…{100 * hi:+.1f}, {'significant' if c['significant'] else 'not significant'}[/]")
         out.print(f"results: {results_path}")
 
 

@@ -15,6 +15,9 @@
    did not move (e.g. answer tags registered as special tokens and decoded away; docs/ARCHITECTURE.md).
 5. ``reward_failures`` — reward functions raised or timed out during GRPO (masked like None, so they shrink the
    signal silently).
+6. ``gain_not_significant`` / ``accuracy_fell`` — a training stage's change in held-out accuracy against the model
+   it was trained from is not significant (the paired 95 % interval of ``results.json`` ``changes`` contains 0), or
+   is a significant drop (audit/significance.py): "GRPO: +1.4 points, 95 % CI −1.6…+4.4, not significant".
 
 Thresholds are module constants (absolute differences). They are deliberately coarse: a warning says "look here",
 the sections below give the numbers with their intervals.
@@ -74,6 +77,7 @@ def trend(values: list[float]) -> tuple[float, float] | None:
 def diagnose(run: RunData) -> list[Finding]:
     found: list[Finding] = []
     found += _model_pairs(run)
+    found += _stage_changes(run)
     found += _grpo(run)
     for stage, status in run.stage_status().items():
         if status != "complete" and stage != "report":  # the report stage is running while it writes this
@@ -106,6 +110,28 @@ def _model_pairs(run: RunData) -> list[Finding]:
             out.append(Finding("abstention_fell", run.name, f"{cur}: abstention recall fell",
                                f"recall on unanswerable variants {ra:.1%} → {rb:.1%} from {prev} to {cur}: the model "
                                "answers questions it cannot answer more often."))
+    return out
+
+
+def _stage_changes(run: RunData) -> list[Finding]:
+    """Training stages whose held-out accuracy change is not significant, or a significant drop."""
+    out = []
+    for c in get(run.results, "changes") or []:
+        if not isinstance(c, dict) or not isinstance(c.get("ci95"), list) or _num(c.get("delta")) is None:
+            continue
+        lo, hi = (float(v) for v in c["ci95"])
+        delta, stage, src = float(c["delta"]), str(c.get("after")), str(c.get("before"))
+        text = (f"{stage.upper()}: {100 * delta:+.1f} points, 95 % CI {100 * lo:+.1f}…{100 * hi:+.1f}"
+                .replace("-", "−"))
+        counts = (f" vs {src} on the same {c.get('n')} held-out items ({c.get('gained')} gained, {c.get('lost')} "
+                  f"lost; McNemar p = {float(c.get('mcnemar_p', 1.0)):.2g}).")
+        if lo <= 0 <= hi:
+            out.append(Finding("gain_not_significant", run.name, f"{text}, not significant",
+                               f"{stage}'s held-out accuracy change is within noise" + counts
+                               + " The stage may not have helped; more items or another seed would tell."))
+        elif hi < 0:
+            out.append(Finding("accuracy_fell", run.name, f"{text}: accuracy fell",
+                               f"{stage} is significantly less accurate than the model it was trained from" + counts))
     return out
 
 

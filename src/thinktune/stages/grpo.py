@@ -94,6 +94,27 @@ def pin_reference(model, tokenizer, cfg: GRPOStage, lora: bool, input_final, sta
     return str(model.config._name_or_path)
 
 
+def trainer_class(cfg: GRPOStage) -> type:
+    """TRL's ``GRPOTrainer`` with thinktune's mixins: batched rollouts (stages/rollouts.py) and DAPO dynamic sampling
+    (stages/dynamic_sampling.py), each only when the recipe asks for it."""
+    from trl import GRPOTrainer
+
+    mixins: list[type] = []
+    attrs: dict[str, Any] = {}
+    if cfg.dynamic_sampling.enabled:  # zero-variance groups never reach the loss
+        from thinktune.stages.dynamic_sampling import DynamicSamplingMixin
+
+        mixins.append(DynamicSamplingMixin)
+        attrs["ds_max_rounds"] = cfg.dynamic_sampling.max_rounds
+    if cfg.rollout_engine == "thinktune":
+        from thinktune.stages.rollouts import BatchedRolloutsMixin
+
+        mixins.append(BatchedRolloutsMixin)
+    if not mixins:
+        return GRPOTrainer
+    return type("ThinktuneGRPOTrainer", (*mixins, GRPOTrainer), attrs)
+
+
 def run_stage(ctx: StageContext) -> dict[str, Any]:
     from datasets import Dataset
 
@@ -115,8 +136,9 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         for r in records
     ])
 
-    rewards = RewardRunner(cfg.rewards, ctx.fmt, cfg.reward_max_error_fraction, completions_dir=ctx.dir / "completions",
-                           workers=cfg.reward_workers, deadline=cfg.reward_deadline)
+    rewards = RewardRunner(cfg.rewards, ctx.fmt, cfg.reward_max_error_fraction,
+                           completions_dir=ctx.dir / "completions", workers=cfg.reward_workers,
+                           deadline=cfg.reward_deadline)
     try:
         result = _train(ctx, model, tokenizer, records, dataset, rewards)
         return {**result, "kl_reference": reference}
@@ -125,7 +147,7 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> dict[str, Any]:
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     recipe, cfg = ctx.recipe, ctx.config
     # Under `run --processes N` the reward probes and the pre-flight run on rank 0 alone (one writer, counted once);
@@ -151,12 +173,7 @@ def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> di
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
     callbacks = [GRPOAlerts(), *stage_callbacks(ctx, cfg, tokenizer, cfg.max_new_tokens)]
-    trainer_cls = GRPOTrainer
-    if cfg.dynamic_sampling.enabled:  # DAPO dynamic sampling: zero-variance groups never reach the loss
-        from thinktune.stages.dynamic_sampling import dynamic_sampling_trainer
-
-        trainer_cls = dynamic_sampling_trainer(cfg.dynamic_sampling.max_rounds)
-    trainer = trainer_cls(
+    trainer = trainer_class(cfg)(
         model=model,
         reward_funcs=rewards.trl_functions(),
         args=args,
