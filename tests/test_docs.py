@@ -26,7 +26,7 @@ def test_every_cited_document_and_section_exists():
     assert files
     cited = 0
     for path in files:
-        if path.suffix not in (".py", ".md", ".yaml", ".yml"):
+        if path.suffix not in (".py", ".md", ".yaml", ".yml") or path == Path(__file__):
             continue
         text = " ".join(path.read_text(encoding="utf-8").split())  # a citation may wrap over lines
         for m in CITATION.finditer(text):
