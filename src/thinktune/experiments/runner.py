@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from thinktune.config import STAGES, Recipe
+from thinktune.config import STAGES, Recipe, stage_row
 from thinktune.context import RunDir
 from thinktune.experiments.spec import LoadedExperiment, MetricSpec, arm_hash, file_hash
 from thinktune.io import atomic_write_json
@@ -35,6 +35,8 @@ from thinktune.progress import reporter
 from thinktune.run import RunState, execute, inputs_fingerprint, stage_inputs, versions
 
 SHAREABLE = tuple(s.name for s in STAGES if not s.view)  # a view (the report) is cheap and always rebuilt
+_FIRST_TRAINING = next(i for i, s in enumerate(STAGES) if s.trains)
+COSTLY = tuple(s.name for s in STAGES[_FIRST_TRAINING:] if not s.view)  # worth waiting for another run to finish
 
 
 def stage_fingerprints(recipe: Recipe) -> dict[str, str]:
@@ -129,7 +131,7 @@ def _dotted(obj: Any, path: str) -> Any:
 
 
 def last_model_stage(recipe: Recipe) -> str:
-    return [s for s in recipe.stages() if s not in ("data", "audit", "report")][-1]
+    return [s for s in recipe.stages() if stage_row(s).makes_model][-1]
 
 
 def extract_metric(run_root: Path, recipe: Recipe, m: MetricSpec, audit_dir: str = "audit") -> dict[str, Any]:
@@ -391,8 +393,8 @@ def plan_order(items: list[tuple[LoadedExperiment, str, int, Recipe]]) -> list[t
             for a, b in zip(mine, fps[j]):
                 if a != b:
                     break
-                n, trained = n + 1, trained or a[0] not in ("data", "base")
-            if trained and n > best_len:  # data and the tiny base take seconds: not worth waiting for
+                n, trained = n + 1, trained or a[0] in COSTLY
+            if trained and n > best_len:  # the stages before training (data, the tiny base) take seconds
                 best, best_len = j, n
         deps.append((i, best))
     return deps
