@@ -235,6 +235,20 @@ class DataConfig(_Strict):
         return data
 
 
+class StopAt(_Strict):
+    """Stop SFT once the model is capable: greedy accuracy on validation items held out of SFT reaches ``accuracy``.
+
+    The validation items are the last ``items`` training records (SFT never trains on them; GRPO may use them as
+    prompts). The check runs every ``every`` optimizer steps, so SFT stops at most ``every`` steps after crossing.
+    A stopping point set by a measured level, not by a step count, is what keeps the SFT model's level the same across
+    seeds and CPUs (README: the quickstart); pair it with a constant learning rate so that the model at the stop does
+    not depend on when the stop came."""
+
+    accuracy: float = Field(gt=0.0, le=1.0)
+    items: PositiveInt = 200
+    every: PositiveInt = 25
+
+
 class SFTStage(_Strict):
     """Supervised fine-tuning on (question → reasoning + answer) with TRL's SFTTrainer; loss on the completion only."""
 
@@ -257,6 +271,7 @@ class SFTStage(_Strict):
     max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
     packing: bool = False  # pack examples into max_length rows (TRL best-fit decreasing); loss stays completion-only
     eval_loss_every: PositiveInt | None = None  # completion loss on the first eval_items held-out items every N steps
+    stop_at: StopAt | None = None  # stop once held-out-of-SFT validation accuracy reaches a level (max_steps: a cap)
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
 
     def batch(self) -> BatchPlan:
@@ -267,7 +282,7 @@ class SFTStage(_Strict):
         # Keys added after the first release are left out while unset (False / None), so the resolved recipe and the
         # sft fingerprint of a recipe that does not use them are unchanged and completed runs stay valid.
         data = handler(self)
-        for key, unset in (("packing", False), ("eval_loss_every", None)):
+        for key, unset in (("packing", False), ("eval_loss_every", None), ("stop_at", None)):
             if key in data and data[key] == unset:
                 data.pop(key)
         return data

@@ -29,6 +29,7 @@ def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
     raw["model"]["tiny"].update(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, vocab_size=300)
     raw["data"]["task"].update(n_train=400, n_eval=40)
     raw["sft"].update(max_steps=24, examples_per_step=16, micro_batch_size=16, save_steps=8, warmup_ratio=0.0)
+    raw["sft"].pop("stop_at", None)  # a toy model never reaches it: the step cap decides (tests/stages/test_stop_at.py)
     raw["grpo"].update(max_steps=6, prompts_per_step=4, samples_per_prompt=4, micro_batch_size=16,
                        max_new_tokens=40, save_steps=2,
                        preflight=False,  # this model is too small to learn the format: the pre-flight would refuse

@@ -135,6 +135,8 @@ class HeldOutAccuracy(TrainerCallback):
     comparable with the final audit numbers.
     """
 
+    key = "eval"  # metrics.jsonl fields: eval_accuracy, eval_items
+
     def __init__(self, records, tokenizer, fmt, path, every: int, max_new_tokens: int, instruction=None,
                  system=None):
         from thinktune.formatting import chat_prompt
@@ -143,6 +145,7 @@ class HeldOutAccuracy(TrainerCallback):
         self.max_new_tokens = max_new_tokens
         self.prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in records]
         self._last = -1
+        self.last_accuracy: float | None = None
 
     def _evaluate(self, model, step: int) -> None:
         import torch
@@ -161,8 +164,9 @@ class HeldOutAccuracy(TrainerCallback):
         verdicts = [grade(r, parse_completion(o[0], self.fmt).answer) for r, o in zip(self.records, outs)]
         scored = [v for v in verdicts if v is not None]
         acc = sum(scored) / len(scored) if scored else 0.0
+        self.last_accuracy = acc
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step, "eval_accuracy": acc, "eval_items": len(scored)}) + "\n")
+            fh.write(json.dumps({"step": step, f"{self.key}_accuracy": acc, f"{self.key}_items": len(scored)}) + "\n")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and model is not None and state.global_step % self.every == 0:
@@ -171,6 +175,44 @@ class HeldOutAccuracy(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and model is not None:
             self._evaluate(model, state.global_step)
+
+
+class StopAtAccuracy(HeldOutAccuracy):
+    """``sft.stop_at``: greedy accuracy on validation items every ``every`` steps (``valid_accuracy`` in
+    metrics.jsonl); training stops at the first check that reaches ``threshold``. Deterministic (the generation runs
+    under a forked RNG), so a resumed run stops at the same step."""
+
+    key = "valid"
+
+    def __init__(self, *args, threshold: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.threshold = threshold
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and state.global_step % self.every == 0:
+            if state.is_world_process_zero:
+                self._evaluate(model, state.global_step)
+            reached = self._reached()
+            if reached:
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
+
+    def _reached(self) -> bool:
+        """Rank 0's verdict, shared with every rank (all must stop at the same step)."""
+        import torch.distributed as dist
+
+        verdict = self.last_accuracy is not None and self.last_accuracy >= self.threshold
+        if dist.is_available() and dist.is_initialized():
+            import torch
+
+            flag = torch.tensor([1 if verdict else 0])
+            dist.broadcast(flag, src=0)
+            verdict = bool(flag.item())
+        return verdict
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        pass  # no extra evaluation at the end: the last check is the stopping one (or max_steps was reached)
 
 
 class NonFiniteGuard(TrainerCallback):

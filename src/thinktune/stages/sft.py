@@ -34,6 +34,7 @@ from thinktune.data.records import Record, read_records
 from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt, render
 from thinktune.models import load_stage_output
+from thinktune.stages.callbacks import StopAtAccuracy
 from thinktune.stages.setup import (
     peft_config,
     seed_everything,
@@ -82,6 +83,12 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
     lora = recipe.model.lora
     model, tokenizer = load_stage_output(ctx.input_model(), recipe.model, quantize=lora.quantize if lora else None)
     records = read_records(ctx.data_file("train"))
+    valid: list[Record] = []
+    if cfg.stop_at:  # validation items for the stop: the last training records, held out of SFT
+        if len(records) <= cfg.stop_at.items:
+            raise StageError(f"sft.stop_at.items: {cfg.stop_at.items} validation items need more than that many "
+                             f"training records (there are {len(records)})")
+        records, valid = records[: -cfg.stop_at.items], records[-cfg.stop_at.items:]
     dataset, too_long, no_reasoning = build_dataset(records, tokenizer, recipe, cfg)
     if len(dataset) == 0:
         raise StageError(f"sft: no usable training examples ({too_long} longer than max_length={cfg.max_length}, "
@@ -105,6 +112,13 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         ours.update(eval_strategy="steps", eval_steps=cfg.eval_loss_every,
                     per_device_eval_batch_size=cfg.micro_batch_size)
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
+    max_new = recipe.audit.max_new_tokens if recipe.audit else 256
+    callbacks = stage_callbacks(ctx, cfg, tokenizer, max_new)
+    stopper = None
+    if cfg.stop_at:
+        stopper = StopAtAccuracy(valid, tokenizer, ctx.fmt, ctx.dir / "metrics.jsonl", cfg.stop_at.every, max_new,
+                                 recipe.model.instruction, recipe.model.system, threshold=cfg.stop_at.accuracy)
+        callbacks.append(stopper)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -112,11 +126,14 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config(lora) if lora else None,
-        callbacks=stage_callbacks(ctx, cfg, tokenizer, recipe.audit.max_new_tokens if recipe.audit else 256),
+        callbacks=callbacks,
     )
     result = train_resumable(ctx, trainer, tokenizer)
     extra: dict[str, Any] = {"packed_rows": len(trainer.train_dataset)} if cfg.packing else {}
     if eval_dataset is not None:
         extra["eval_loss_items"] = len(eval_dataset)
+    if stopper is not None:  # where SFT stopped and at what validation accuracy (None: it ran to max_steps)
+        extra.update(stopped_at_step=stopper.stopped_at, valid_accuracy=stopper.last_accuracy,
+                     valid_items=len(valid))
     return {**result, "examples": len(dataset), "dropped_too_long": too_long, "dropped_no_reasoning": no_reasoning,
             **extra}
