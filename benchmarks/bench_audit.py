@@ -6,7 +6,7 @@ Run::
     OMP_NUM_THREADS=1 python benchmarks/bench_audit.py --model runs/quickstart/sft/final
 
 Without ``--model`` it trains (once, cached under ``.cache/bench_audit``) the tiny chain_arith model of the audit's
-known-answer tests (tests/audit/helpers.py, ~3 min on one core). Items are held-out chain_arith problems.
+known-answer tests (tests/helpers/chains.py, ~3 min on one core). Items are held-out chain_arith problems.
 
 Three ways to audit the same items with the same batch size, in one process, measured side by side (each phase
 ``--repeats`` times, interleaved, the fastest run kept; wall and process CPU time):
@@ -14,7 +14,7 @@ Three ways to audit the same items with the same batch size, in one process, mea
 1. **greedy**: plain greedy accuracy evaluation (generate, parse, grade) — the cost floor;
 2. **battery**: :func:`thinktune.audit.battery.audit_model` with accuracy + early answering at 5 points + filler
    (per-item flag and curve) + information gain: one greedy generation, then every perturbation scored by the prefix
-   cached scorer (plus the short no-CoT answer generation of the bias normalisation);
+   cached scorer (plus the short no-CoT answer generation of the chance-corrected agreement);
 3. **naive**: the same greedy generation, then ``generate`` (greedy, stop at the answer close tag) for every
    early-answering and filler prefix, and information gain as one forward pass per prefix without sharing.
 
@@ -41,7 +41,7 @@ def get_model(path: str | None):
 
     if path is None:
         sys.path.insert(0, str(ROOT))
-        from tests.audit.helpers import train_tiny
+        from tests.helpers.chains import train_tiny
 
         path = str(train_tiny("genuine", ROOT / ".cache" / "bench_audit"))
     model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -79,7 +79,7 @@ def naive_perturbations(model, tok, traces, cfg, fmt):
     from thinktune.audit.scoring import Branch, score_branches
     from thinktune.audit.traces import make_encoder
     from thinktune.generation import SamplingParams, generate_texts
-    from thinktune.rewards.answers import grade, normalize
+    from thinktune.data.answers import grade, normalize
 
     unit = len(make_encoder(tok)(cfg.filler_unit))
     jobs = [(t, key, text) for t in traces
@@ -171,7 +171,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from tests.audit.helpers import KNOBS, task_records
+    from tests.helpers.chains import KNOBS, task_records
     from thinktune.audit.battery import audit_completions, audit_model
     from thinktune.audit.traces import build_trace, make_encoder
     from thinktune.config import AuditStage

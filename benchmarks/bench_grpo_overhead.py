@@ -10,7 +10,7 @@ see the same machine load:
 
 * **thinktune** — ``thinktune run`` of the quickstart's GRPO stage on a copy of the SFT run (``--steps`` steps): the
   reward runner's worker processes with deadlines, completions/*.jsonl logging, metrics.jsonl, committed checkpoints,
-  NaN guard, alerts, progress bar. One-off set-up (reward audit, pre-flight) is outside the timed loop; held-out
+  NaN guard, alerts, progress bar. One-off set-up (reward probes, pre-flight) is outside the timed loop; held-out
   evaluation and dynamic sampling are turned off — they are extra work or a different algorithm, not overhead
   (benchmarks/bench_grpo_additions.py measures dynamic sampling).
 * **bare TRL** — this file with ``--bare``: the *same* ``GRPOConfig`` (rebuilt from the thinktune arm's

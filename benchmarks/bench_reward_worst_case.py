@@ -90,7 +90,7 @@ REWARDS: list[tuple[str, str, dict]] = [
 
 def _child(reward: str, kwargs: dict, size: int, names: list[str], conn) -> None:
     from thinktune.data.records import Record
-    from thinktune.rewards import answers
+    from thinktune.data import answers
     from thinktune.rewards.library import resolve
 
     answers.MATH_VERIFY_TIMEOUT_S = 600  # its SIGALRM is wall-clock: on a busy machine slow scheduling would error

@@ -61,7 +61,7 @@ def measure(mode: str, data_dir: Path, workers: int, deadline: float) -> dict:
     """One timed pass of one method over all pairs, in this (fresh) process."""
     pairs = load_pairs(data_dir)
     if mode == "plain":
-        from thinktune.rewards.answers import WARM_UP_PAIRS
+        from thinktune.data.answers import WARM_UP_PAIRS
 
         plain_math_verify(list(WARM_UP_PAIRS))  # the warm-up every reward worker runs: same start for every method
         cpu0 = cpu_seconds(os.getpid())
@@ -71,7 +71,7 @@ def measure(mode: str, data_dir: Path, workers: int, deadline: float) -> dict:
 
     from thinktune.config import RewardSpec
     from thinktune.data.records import Record
-    from thinktune.rewards.answers import warm_up
+    from thinktune.data.answers import warm_up
     from thinktune.rewards.runner import RewardRunner
 
     records = [Record(id=f"p{i}", question="?", answer=gold, task="math") for i, (gold, _) in enumerate(pairs)]
@@ -122,7 +122,7 @@ def main() -> None:
         print(json.dumps(measure(args.mode, args.data_dir, args.workers, args.deadline)))
         return
 
-    from thinktune.rewards.answers import extract_answer
+    from thinktune.data.answers import extract_answer
 
     pairs = load_pairs(args.data_dir)
     n = len(pairs)

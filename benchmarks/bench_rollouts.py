@@ -40,21 +40,21 @@ def cpu_name() -> str:
 
 def trainers(run: Path, tmp: Path, greedy: bool, prompts: int | None = None):
     """(trl trainer, thinktune trainer, tokenizer, recipe) on the run's SFT model."""
-    import yaml
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from thinktune.config import Recipe
+    from thinktune.context import read_run_recipe
     from thinktune.models import load_stage_output
     from thinktune.stages.grpo import grpo_trl_args, trainer_class
     from thinktune.stages.setup import device_args
 
-    recipe = Recipe(**yaml.safe_load((run / "recipe.yaml").read_text()))
+    recipe = read_run_recipe(run)
     if prompts:
         recipe.grpo.prompts_per_step = prompts
     cfg = recipe.grpo
     model, tok = load_stage_output(run / "sft" / "final", recipe.model)
-    trl_args = grpo_trl_args(cfg, 1)
+    trl_args = {**cfg.batch().trl_args(), **grpo_trl_args(cfg), "learning_rate": cfg.learning_rate,
+                "lr_scheduler_type": cfg.lr_scheduler, "max_steps": cfg.max_steps}
     args = GRPOConfig(output_dir=str(tmp), report_to=[], save_strategy="no", disable_tqdm=True,
                       gradient_checkpointing=False, **{k: v for k, v in trl_args.items()}, **device_args(),
                       **({"generation_kwargs": {"do_sample": False}} if greedy else {}))

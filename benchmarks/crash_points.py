@@ -19,7 +19,7 @@ command instead of bunching up in its start-up), and then:
 
 ``run`` uses a reduced quickstart recipe (tiny model 32/64/2/2/300, 400 / 40 items, 20 SFT steps, 2 GRPO steps,
 small audit) so that one kill point takes seconds; half of its kill points start from an empty run directory and
-half resume what the previous kill left. ``report`` regenerates the report of that run (reward scoring on).
+half resume what the previous kill left. ``report`` regenerates the report of that run.
 Prints one line per kill point and a summary; exits 1 if any check failed.
 """
 
@@ -110,14 +110,16 @@ def leftovers(root: Path) -> list[str]:
 # data curate
 
 
-def curate_points(work: Path, points: int, rng: random.Random, log) -> list[str]:
+def curate_points(work: Path, points: int, rng: random.Random, log, sizes: tuple[int, int] = (8000, 12000)) -> list[str]:
+    """``sizes``: rows of the old and the new input (the test uses fewer)."""
+
     def rows(prefix: str, n: int) -> str:
         return "".join(json.dumps({"id": f"{prefix}{i}", "question": f"What is {i} plus {i % 97} in {prefix}?",
                                    "reasoning": f"{i} + {i % 97} = {i + i % 97}", "answer": str(i + i % 97)}) + "\n"
                        for i in range(n))
 
-    (work / "old.jsonl").write_text(rows("old", 8000))
-    (work / "new.jsonl").write_text(rows("new", 12000))
+    (work / "old.jsonl").write_text(rows("old", sizes[0]))
+    (work / "new.jsonl").write_text(rows("new", sizes[1]))
     out, stats = work / "out" / "cur.jsonl", work / "out" / "cur.jsonl.stats.json"
     out.parent.mkdir()
     cmd = lambda src: thinktune("data", "curate", str(work / src), "-o", str(out))  # noqa: E731

@@ -1,5 +1,6 @@
 """Recipe validation, overrides and readable errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,15 @@ def test_override_changes_fingerprint():
     assert b["sft"]["learning_rate"] == 1e-4
     assert fingerprint(a) != fingerprint(b)
     assert fingerprint(a) == fingerprint(resolved_dict(load_recipe(QUICKSTART)))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("audit.bias_normalised=true", "audit.bias_normalised: renamed to 'chance_corrected'"),
+    ("grpo.reward_audit=false", "grpo.reward_audit: renamed to 'reward_probes'"),
+    ("report.score_rewards=false", "report.score_rewards: removed: the report shows the reward scores"),
+])
+def test_a_renamed_or_removed_key_says_what_became_of_it(tmp_path, override, message):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nmodel: {tiny: {}}\ndata: {task: {}}\ngrpo: {}\naudit: {}\nreport: {}\n")
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(path, [override])

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from thinktune.cli import app
-from tests.tiny_chain import base_and_adapter
+from tests.helpers.tiny_chain import base_and_adapter
 from thinktune.models import load_stage_output
 
 

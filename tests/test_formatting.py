@@ -1,4 +1,4 @@
-"""The one parser: layout rules, leniency choices and the special-token pitfall (DESIGN.md)."""
+"""The one parser: layout rules, leniency choices and the special-token pitfall (docs/ARCHITECTURE.md, "Data model")."""
 
 import pytest
 
@@ -18,7 +18,7 @@ def test_render_then_parse_round_trips():
     "text, answer, well_formed",
     [
         ("<think>x</think> <answer>5</answer>", "5", True),  # R1 template spacing
-        ("<think>x</think><answer>5</answer>", "5", True),  # lenient: no space (METHODS.md §3.5 test 4, documented)
+        ("<think>x</think><answer>5</answer>", "5", True),  # lenient: no space (Dr. GRPO's grader wants one)
         ("<answer>5</answer>", "5", False),  # no reasoning
         ("<think></think><answer>5</answer>", "5", False),  # empty think block
         ("<think>  \n </think><answer>5</answer>", "5", False),  # whitespace-only think block

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from thinktune.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE = ROOT / "recipes" / "accelerate"  # accelerate launcher configs (DESIGN.md), not recipes
+ACCELERATE = ROOT / "recipes" / "accelerate"  # accelerate launcher configs, not recipes
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if ACCELERATE not in p.parents)
 
 

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from thinktune.config import Recipe
+from thinktune.context import StageContext
 from thinktune.errors import RunStateError
-from thinktune.run import Run, execute
+from thinktune.run import RunState, execute
 
 
 def make_recipe(tmp_path, **over):
@@ -31,13 +32,13 @@ class FakeStages:
         self.crash_in = crash_in
 
     def __call__(self, stage):
-        def fn(run: Run, resume: bool):
-            self.calls.append((stage, resume))
+        def fn(ctx: StageContext):
+            self.calls.append((stage, ctx.resume))
             if stage == self.crash_in:
                 self.crash_in = None
-                run.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+                ctx.stage_dir(stage).mkdir(parents=True, exist_ok=True)
                 raise RuntimeError("boom")
-            run.output_path(stage).mkdir(parents=True, exist_ok=True)
+            ctx.output_path(stage).mkdir(parents=True, exist_ok=True)
             return {"ok": stage}
         return fn
 
@@ -65,7 +66,7 @@ def test_second_run_skips_complete_stages(tmp_path):
 def test_interrupted_stage_resumes_and_earlier_stages_are_not_redone(tmp_path):
     with pytest.raises(RuntimeError):
         execute(make_recipe(tmp_path), stage_fns=FakeStages(crash_in="sft").fns())
-    run = Run(make_recipe(tmp_path).run_dir(), make_recipe(tmp_path))
+    run = RunState(make_recipe(tmp_path).run_dir(), make_recipe(tmp_path))
     assert run.stage_record("sft")["status"] == "running"
     fake = FakeStages()
     execute(make_recipe(tmp_path), stage_fns=fake.fns())
@@ -129,3 +130,22 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path):
     (root / "manifest.json").write_text("{not json")
     with pytest.raises(RunStateError, match="corrupt manifest"):
         execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+
+
+def test_renamed_keys_keep_the_fingerprints_runs_were_made_with():
+    """Stage fingerprints and the recipe hash of a recipe that uses renamed keys (audit.chance_corrected, was
+    bias_normalised; grpo.reward_probes*, was reward_audit*; report.score_rewards, removed) equal what f896ed0, the
+    release before the rename, computed for the same recipe under the old names (the values below), so completed runs
+    are skipped, not refused, and committed experiment summaries still count."""
+    from thinktune.config import resolved_dict
+    from thinktune.run import inputs_fingerprint, stage_inputs
+
+    recipe = Recipe.model_validate({
+        "name": "fp", "model": {"tiny": {}}, "data": {"task": {"name": "chain_arith", "n_train": 10, "n_eval": 5}},
+        "sft": {"max_steps": 3, "examples_per_step": 4, "micro_batch_size": 4, "warmup_ratio": 0.1},
+        "grpo": {"max_steps": 2, "reward_probes": False, "reward_probe_items": 4, "rollout_engine": "trl"},
+        "dpo": {"beta": 0.2}, "audit": {"chance_corrected": True, "max_items": 10}, "report": {}})
+    assert {s: inputs_fingerprint(stage_inputs(recipe, s)) for s in recipe.stages()} == {
+        "data": "a694e5d411cfb47b", "base": "a694e5d411cfb47b", "sft": "eff0d5835bb6f740", "grpo": "c7643810f67e9d21",
+        "dpo": "8a74a3d1c3453c1c", "audit": "6cfe0cc9b9aafd91", "report": "6cfe0cc9b9aafd91"}
+    assert inputs_fingerprint(resolved_dict(recipe)) == "31d815c3956c4d3d"

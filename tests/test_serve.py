@@ -16,12 +16,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.hardening.helpers import uvicorn_thread
+from tests.helpers.server import uvicorn_thread
 from thinktune.formatting import DEFAULT_FORMAT, render
 from thinktune.serve import Engine, ServeConfig, StreamSplitter, build_app, split_response
 

@@ -83,7 +83,7 @@ def main() -> None:
     from thinktune.formatting import chat_prompt
     from thinktune.generation import SamplingParams, generate_texts
     from thinktune.models import load_model
-    from thinktune.rewards.answers import extract_answer, grade
+    from thinktune.data.answers import extract_answer, grade
 
     results = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
     results["setup"] = {

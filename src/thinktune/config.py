@@ -5,15 +5,22 @@ before validation. Unknown keys, wrong types and missing required fields raise :
 message names the key path and suggests the closest valid key (``sft.learnin_rate`` → ``did you mean
 'learning_rate'?``).
 
-Stages run in the fixed order of :data:`STAGE_ORDER`; a stage runs when its block is present in the recipe.
+The stage table (:data:`STAGES`, at the end of the stage blocks) is the one list of stages: their order, the
+recipe key of each, the function that runs it, whether it trains and whether it makes a model. ``data`` and
+``base`` always run; any other stage runs when its block is present in the recipe. The run (run.py), the
+multi-process launcher (stages/worker.py) and the report read the table; :class:`Recipe` gets one optional field
+per optional stage from it. Adding a stage is its module, its config class, one row here and a test
+(docs/EXTENDING.md).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,20 +33,21 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from thinktune.batch import BatchPlan
 from thinktune.errors import RecipeError
+from thinktune.formatting import CompletionFormat
 from thinktune.paths import check_name, output_dir_problems
 from thinktune.safe_yaml import YamlError, load_yaml, load_yaml_file
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 MAX_SEED = 2**32 - 1  # numpy's seed range (python and torch take more)
-STAGE_ORDER = ("data", "base", "sft", "grpo", "dpo", "audit", "report")  # DESIGN.md: sft -> grpo -> dpo
-MODEL_STAGES = ("base", "sft", "grpo", "dpo")  # stages whose output is a model the audit compares
 
 
 class _Strict(BaseModel):
@@ -122,6 +130,10 @@ class FormatConfig(_Strict):
                 if a != b and ta in tb:
                     raise ValueError(f"format.{a} ({ta!r}) must differ from, and not occur inside, format.{b} ({tb!r})")
         return self
+
+    def completion_format(self) -> CompletionFormat:
+        """The template every parser and renderer uses (formatting.py)."""
+        return CompletionFormat(**self.model_dump())
 
 
 class TaskConfig(_Strict):
@@ -265,7 +277,7 @@ class SFTStage(_Strict):
     micro_batch_size: PositiveInt = 32  # examples per forward/backward pass on one process
     learning_rate: PositiveFloat = 2e-5  # peak LR (TRL default 2e-5; from-scratch tiny models want ~1e-3)
     lr_scheduler: str = "linear"  # transformers scheduler name
-    warmup_ratio: NonNegativeFloat = 0.0  # fraction of steps spent warming up
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of the optimizer steps spent warming up
     weight_decay: NonNegativeFloat = 0.0  # AdamW weight decay
     max_length: PositiveInt = 1024  # prompt + completion tokens; longer examples are dropped (not truncated)
     answer_only: bool = False  # train on the answer alone (empty think block), for CoT-vs-no-CoT comparisons
@@ -280,6 +292,9 @@ class SFTStage(_Strict):
     eval_loss_every: PositiveInt | None = None  # completion loss on the first eval_items held-out items every N steps
     stop_at: StopAt | None = None  # stop once held-out-of-SFT validation accuracy reaches a level (max_steps: a cap)
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.SFTConfig fields, validated against TRL
+
+    def batch(self) -> BatchPlan:
+        return BatchPlan("sft", self.examples_per_step, "sft.examples_per_step", self.micro_batch_size)
 
     @model_serializer(mode="wrap")
     def _drop_unset_extensions(self, handler):
@@ -301,7 +316,8 @@ class RewardSpec(_Strict):
 
 
 class DynamicSampling(_Strict):
-    """DAPO dynamic sampling (arXiv 2503.14476; METHODS.md §4.2, §4.5): zero-variance groups never reach the loss."""
+    """DAPO dynamic sampling (arXiv 2503.14476; docs/METHODS.md, "DAPO dynamic sampling"): zero-variance groups never
+    reach the loss."""
 
     enabled: bool = False  # keep only groups whose rewards differ; the rest get zero loss weight and no tokens
     max_rounds: PositiveInt = 1  # generation rounds per step to refill the batch with such groups (1 = drop only,
@@ -309,7 +325,7 @@ class DynamicSampling(_Strict):
 
 
 class GRPOStage(_Strict):
-    """Group-relative policy optimisation with TRL's GRPOTrainer (METHODS.md §1–4)."""
+    """Group-relative policy optimisation with TRL's GRPOTrainer (docs/METHODS.md, "GRPO and its loss variants")."""
 
     prompts_per_step: PositiveInt = 16  # distinct prompts per optimizer step, summed over processes
     samples_per_prompt: PositiveInt = 8  # group size G; advantages are computed within each group
@@ -331,8 +347,8 @@ class GRPOStage(_Strict):
     reward_workers: PositiveInt = 2  # reward worker processes (rewards/runner.py)
     reward_deadline: PositiveFloat = 10.0  # seconds per reward call before the worker is killed and replaced
     reward_max_error_fraction: float = Field(0.1, ge=0.0, le=1.0)  # more errors than this in a batch stop the run
-    reward_audit: bool = True  # run the reward-hacking probes before training and refuse on a violation
-    reward_audit_items: PositiveInt = 8  # training items the probes are built from
+    reward_probes: bool = True  # run the reward-hacking probes before training and refuse on a violation
+    reward_probe_items: PositiveInt = 8  # training items the probes are built from
     preflight: bool = True  # sample a few groups first; refuse when most are truncated or no group has variance
     preflight_groups: PositiveInt = 4  # prompts sampled by the pre-flight (× samples_per_prompt completions)
     preflight_max_truncated: float = Field(0.5, ge=0.0, le=1.0)  # refuse above this truncated fraction
@@ -358,6 +374,11 @@ class GRPOStage(_Strict):
             data.pop("rollout_engine")
         return data
 
+    def batch(self) -> BatchPlan:
+        """Completions per step (TRL's per-device batch counts completions, not prompts)."""
+        return BatchPlan("grpo", self.prompts_per_step * self.samples_per_prompt,
+                         "grpo.prompts_per_step × grpo.samples_per_prompt", self.micro_batch_size)
+
     @model_validator(mode="after")
     def _group(self) -> GRPOStage:
         if self.samples_per_prompt < 2:
@@ -368,7 +389,8 @@ class GRPOStage(_Strict):
 
 
 class DPOStage(_Strict):
-    """Direct preference optimisation (Rafailov et al., arXiv 2305.18290) with TRL's DPOTrainer (METHODS.md §11).
+    """Direct preference optimisation (Rafailov et al., arXiv 2305.18290) with TRL's DPOTrainer (docs/METHODS.md,
+    "DPO on verified samples").
 
     Pairs come from the input model's own samples graded by the verifier (``self``), from a teacher model's samples
     (``teacher``), or from a JSONL file (``file``); see stages/dpo.py.
@@ -386,7 +408,7 @@ class DPOStage(_Strict):
     loss_type: str | list[str] = "sigmoid"  # TRL loss_type; a list mixes losses, e.g. [sigmoid, sft] = RPO-style NLL
     learning_rate: PositiveFloat = 1e-6  # peak LR (TRL default 1e-6; from-scratch tiny models want more)
     lr_scheduler: str = "linear"  # transformers scheduler name
-    warmup_ratio: NonNegativeFloat = 0.0  # fraction of steps spent warming up
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of the optimizer steps spent warming up
     epochs: PositiveFloat = 1.0  # passes over the pairs (ignored when max_steps is set)
     max_steps: PositiveInt | None = None  # optimizer steps; overrides epochs
     examples_per_step: PositiveInt = 32  # pairs per optimizer step, summed over processes
@@ -400,6 +422,9 @@ class DPOStage(_Strict):
     gradient_checkpointing: bool = False  # trade compute for memory (pointless for small models)
     max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
     trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.DPOConfig fields, validated against TRL
+
+    def batch(self) -> BatchPlan:
+        return BatchPlan("dpo", self.examples_per_step, "dpo.examples_per_step", self.micro_batch_size)
 
     @model_validator(mode="after")
     def _source(self) -> DPOStage:
@@ -417,7 +442,8 @@ class DPOStage(_Strict):
 
 
 class AuditStage(_Strict):
-    """The reasoning audit of every model of the run on the same items (METHODS.md §6–8, §10, §13; audit/).
+    """The reasoning audit of every model of the run on the same items (docs/METHODS.md, "What the audit reports";
+    audit/).
 
     Greedy generation gives the outcome metrics; the scorer-based tests (early answering, filler, paraphrase,
     information gain, calibration) re-use each item's greedy chain; ``mistakes`` and ``samples`` regenerate.
@@ -436,35 +462,98 @@ class AuditStage(_Strict):
     info_gain_mode: Literal["answer_only", "whole_sequence"] = "answer_only"  # NLL scope; paper = whole_sequence
     info_gain_min_steps: NonNegativeInt = 1  # traces with fewer steps are skipped (InfoGain None)
     mistake_points: int = Field(3, ge=2)  # corrupted-step positions per item (grid over the steps)
-    bias_normalised: bool = False  # no-CoT agreement corrected for answer bias (Bentham et al.); one short generation
+    chance_corrected: bool = False  # no-CoT agreement corrected for chance (κ-style); one short generation
     samples: NonNegativeInt = 0  # sampled completions per item for pass@k / maj@k (0 = greedy only)
     pass_k: list[PositiveInt] = Field(default_factory=lambda: [1, 4])  # k values for pass@k (k <= samples)
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
-    sampling_seed: int = Field(1234, ge=0, le=MAX_SEED)  # the audit's own sampling seed (RELIABILITY.md §7)
+    # the audit's own sampling seed, independent of training (docs/ARCHITECTURE.md, "Determinism and seeds")
+    sampling_seed: int = Field(1234, ge=0, le=MAX_SEED)
     unanswerable: Literal["none", "question_only", "drop_quantity", "unknown_number"] = "none"  # add variants
-    extractor: str = "answer_tag"  # answer extraction (rewards.answers.EXTRACTORS); "auto" for untrained models
+    extractor: str = "answer_tag"  # answer extraction (data.answers.EXTRACTORS); "auto" for untrained models
     paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
     judge: str | None = None  # model that judges abstention Yes/No; None = the offline keyword detector
     switch_words: list[str] = Field(default_factory=lambda: ["alternatively"])  # thought-switch markers
     calibration_bins: PositiveInt = 10  # equal-width bins for ECE
     bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)
+    metrics: list[str] = Field(default_factory=list)  # per-item metrics added by name, module:function (audit/metrics.py)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler):
+        # Added after the first release: left out while empty, so the audit fingerprint of a recipe that does not
+        # use it is unchanged and completed runs stay valid.
+        data = handler(self)
+        if not data.get("metrics"):
+            data.pop("metrics", None)
+        return data
 
 
 class ReportStage(_Strict):
     """The run's self-contained HTML report, ``runs/<name>/report.html`` (report/build.py; ``thinktune report``)."""
 
     samples_per_model: PositiveInt = 200  # held-out items per model in the sample browser (halved until ≤ 10 MB)
-    score_rewards: bool = True  # score shown samples with the grpo rewards; run the reward-hack probes if not stored
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stage table
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table."""
+
+    name: str  # the stage's directory under runs/<name>/ and its key in manifest.json
+    field: str  # the recipe key holding its settings
+    config: type[BaseModel] | None  # the settings class of an optional stage; None = the stage always runs
+    entry: str  # "module:function" called with a thinktune.context.StageContext, returning a JSON-able dict
+    trains: bool  # runs a TRL trainer (launched in N processes under `thinktune run --processes N`)
+    makes_model: bool  # writes <name>/final/, which later stages start from and the audit compares
+    view: bool = False  # a view of the run's outputs: rebuilt on every run, never refused, not fingerprinted
+
+    @property
+    def output(self) -> str:
+        """What a complete stage leaves behind, relative to the run directory."""
+        if self.view:
+            return f"{self.name}.html"
+        return f"{self.name}/final" if self.makes_model else self.name
+
+    def function(self) -> Any:
+        """The stage's function, imported now (torch and TRL load only when a stage runs)."""
+        module, _, attr = self.entry.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+STAGES: tuple[Stage, ...] = (  # pipeline order
+    Stage("data", "data", None, "thinktune.stages.data:run_stage", trains=False, makes_model=False),
+    Stage("base", "model", None, "thinktune.stages.base:run_stage", trains=False, makes_model=True),
+    Stage("sft", "sft", SFTStage, "thinktune.stages.sft:run_stage", trains=True, makes_model=True),
+    Stage("grpo", "grpo", GRPOStage, "thinktune.stages.grpo:run_stage", trains=True, makes_model=True),
+    Stage("dpo", "dpo", DPOStage, "thinktune.stages.dpo:run_stage", trains=True, makes_model=True),
+    Stage("audit", "audit", AuditStage, "thinktune.audit.stage:run_stage", trains=False, makes_model=False),
+    Stage("report", "report", ReportStage, "thinktune.report.stage:run_stage", trains=False, makes_model=False,
+          view=True),
+)
+STAGE_ORDER = tuple(s.name for s in STAGES)
+MODEL_STAGES = tuple(s.name for s in STAGES if s.makes_model)  # stages whose output is a model the audit compares
+TRAINING_STAGES = tuple(s.name for s in STAGES if s.trains)
+
+
+def stage_row(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The recipe
 
 
 ReportTo = Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "neptune", "swanlab", "dvclive",
                    "azure_ml", "dagshub", "codecarbon", "flyte", "kubeflow"]  # transformers integrations
 
 
-class Recipe(_Strict):
-    """A whole pipeline. Stages present in the recipe run in STAGE_ORDER."""
-
+class _RecipeBase(_Strict):
     name: str  # run directory name under output_dir: one plain path component (paths.py)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # seeds python, numpy, torch and data shuffles
     output_dir: str = Field("runs", min_length=1)  # runs/<name>/
@@ -472,12 +561,6 @@ class Recipe(_Strict):
     model: ModelConfig
     format: FormatConfig = Field(default_factory=FormatConfig)
     data: DataConfig
-    sft: SFTStage | None = None
-    dpo: DPOStage | None = None  # runs after grpo (or sft when there is no grpo)
-    grpo: GRPOStage | None = None
-    audit: AuditStage | None = None
-    report: ReportStage | None = None
-    report_to: list[ReportTo] = Field(default_factory=list)  # training logs also go to these (transformers report_to)
 
     @field_validator("name")
     @classmethod
@@ -488,11 +571,18 @@ class Recipe(_Strict):
         return Path(self.output_dir) / self.name
 
     def stages(self) -> list[str]:
-        """Stages this recipe runs, in order."""
-        present = {"data": True, "base": True, "sft": self.sft is not None, "dpo": self.dpo is not None,
-                   "grpo": self.grpo is not None,
-                   "audit": self.audit is not None, "report": self.report is not None}
-        return [s for s in STAGE_ORDER if present[s]]
+        """Stages this recipe runs, in pipeline order."""
+        return [s.name for s in STAGES if s.config is None or getattr(self, s.field) is not None]
+
+
+Recipe = create_model(  # the base fields, one optional block per optional stage of the table, then report_to
+    "Recipe",
+    __base__=_RecipeBase,
+    __module__=__name__,
+    __doc__="A whole pipeline: the model, the data, and a block per optional stage; stages run in table order.",
+    **{s.field: (s.config | None, None) for s in STAGES if s.config is not None},  # type: ignore[misc]
+    report_to=(list[ReportTo], Field(default_factory=list)),  # training logs also go to these (transformers)
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -526,13 +616,23 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+RENAMED = {  # keys of earlier releases: what became of them
+    "bias_normalised": "renamed to 'chance_corrected'",
+    "reward_audit": "renamed to 'reward_probes'",
+    "reward_audit_items": "renamed to 'reward_probe_items'",
+    "score_rewards": "removed: the report shows the reward scores and probe results the run stored",
+}
+
+
 def format_validation_error(err: ValidationError, source: str) -> RecipeError:
     """Turn pydantic's error list into one readable message per problem."""
     lines = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         key = ".".join(str(p) for p in loc) or "(recipe)"
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and str(loc[-1]) in RENAMED:
+            lines.append(f"{key}: {RENAMED[str(loc[-1])]}")
+        elif e["type"] == "extra_forbidden":
             parent, bad = loc[:-1], str(loc[-1])
             options = _valid_keys(Recipe, parent)
             close = difflib.get_close_matches(bad, options, n=1, cutoff=0.5)
@@ -627,19 +727,12 @@ def check_inputs(recipe: Recipe, source: str) -> None:
         f = getattr(recipe.data, key)
         if f and not Path(f).is_file():
             problems.append(f"data.{key}: {f} does not exist")
-    if recipe.sft and recipe.sft.examples_per_step % recipe.sft.micro_batch_size:
-        problems.append(
-            f"sft.examples_per_step ({recipe.sft.examples_per_step}) must be a multiple of "
-            f"sft.micro_batch_size ({recipe.sft.micro_batch_size})"
-        )
+    problems += batch_problems(recipe)
     if recipe.dpo:
         d = recipe.dpo
-        if d.examples_per_step % d.micro_batch_size:
-            problems.append(f"dpo.examples_per_step ({d.examples_per_step}) must be a multiple of "
-                            f"dpo.micro_batch_size ({d.micro_batch_size})")
         if d.pairs_file:
-            from thinktune.data.records import DataError
             from thinktune.data.pairs import read_pairs_file
+            from thinktune.data.records import DataError
 
             try:
                 read_pairs_file(d.pairs_file)
@@ -647,25 +740,45 @@ def check_inputs(recipe: Recipe, source: str) -> None:
                 problems.append(f"dpo.pairs_file: {e}")
         if d.teacher and d.teacher.startswith((".", "/", "~")) and not Path(d.teacher).expanduser().exists():
             problems.append(f"dpo.teacher: {d.teacher} does not exist")
-    if recipe.grpo:
-        g = recipe.grpo
-        completions = g.prompts_per_step * g.samples_per_prompt
-        if completions % g.micro_batch_size:
-            problems.append(
-                f"grpo: prompts_per_step × samples_per_prompt ({completions}) must be a multiple of "
-                f"micro_batch_size ({g.micro_batch_size})"
-            )
     if not problems:  # names and sizes are judged on a recipe whose files are all there
-        from thinktune.recipe_check import deep_problems  # resolves rewards, tasks, TRL: layers above this one
+        # resolves rewards, tasks and TRL keys (imported here: it is slow and `recipe` commands need no model)
+        from thinktune.recipe_check import deep_problems
 
         problems = deep_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
 
 
+def batch_problems(recipe: Recipe, processes: int = 1) -> list[str]:
+    """Every training stage's batch sizes that do not split over ``processes`` (batch.py), one line each."""
+    plans = [getattr(recipe, s.field).batch().with_processes(processes)
+             for s in STAGES if s.trains and getattr(recipe, s.field) is not None]
+    return [p for p in (plan.problem() for plan in plans) if p]
+
+
 def resolved_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe with every default filled in (what `recipe show` prints and runs/<name>/recipe.yaml holds)."""
     return recipe.model_dump(mode="json")
+
+
+# Keys renamed or removed after the first release. Fingerprints (run.py) and experiment recipe hashes
+# (experiments/spec.py) see a recipe as the first release wrote it, so the rename changes no hash: completed runs and
+# committed experiment summaries stay valid (the renamed keys compute exactly what the old ones did).
+FIRST_RELEASE_NAMES = {"audit": {"chance_corrected": "bias_normalised"},
+                       "grpo": {"reward_probes": "reward_audit", "reward_probe_items": "reward_audit_items"}}
+FIRST_RELEASE_REMOVED = {"report": {"score_rewards": True}}  # the report scored rewards itself; it now reads them
+
+
+def as_first_released(resolved: dict[str, Any]) -> dict[str, Any]:
+    """``resolved`` (a resolved recipe, or a stage's inputs) with the first release's key names, for hashing."""
+    out = dict(resolved)
+    for block, names in FIRST_RELEASE_NAMES.items():
+        if isinstance(out.get(block), dict):
+            out[block] = {names.get(k, k): v for k, v in out[block].items()}
+    for block, removed in FIRST_RELEASE_REMOVED.items():
+        if isinstance(out.get(block), dict):
+            out[block] = {**out[block], **removed}
+    return out
 
 
 def fingerprint(obj: Any) -> str:

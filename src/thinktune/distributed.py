@@ -3,7 +3,7 @@
 A training stage launched with ``thinktune run --processes N`` (stages/worker.py) runs in N processes that all
 build the same trainer; TRL/accelerate handle the gradient all-reduce and the data split. thinktune adds only
 *who writes run state*: rank 0 writes every file (``final/``, checkpoint commit markers, metrics.jsonl,
-completions/, audits), the others wait at a barrier (RELIABILITY.md §2: one writer, after a barrier).
+completions/, audits), the others wait at a barrier (docs/ARCHITECTURE.md, "Crash safety and exact resume": one writer).
 
 Everything here is a no-op in a single process, so stage code calls it unconditionally.
 """

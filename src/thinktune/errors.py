@@ -17,3 +17,7 @@ class RunStateError(ThinktuneError):
 
 class StageError(ThinktuneError):
     """A stage could not run (empty dataset, failed pre-flight, too many reward failures)."""
+
+
+class ModelError(ThinktuneError):
+    """A model named on the command line could not be found or loaded."""

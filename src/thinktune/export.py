@@ -13,31 +13,32 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
-from thinktune.config import MODEL_STAGES, Recipe
+from thinktune.config import MODEL_STAGES
+from thinktune.context import MANIFEST_FILE, RECIPE_FILE, RunDir, read_run_recipe
 from thinktune.errors import RunStateError
 from thinktune.io import commit_dir, staging_dir
-from thinktune.safe_yaml import load_yaml_file
+from thinktune.models import MODEL_META
 
 
 def export_model(run_dir: str | Path, output: str | Path, stage: str | None = None, merge: bool = True) -> dict[str, Any]:
     from thinktune.models import load_stage_output
 
     root = Path(run_dir)
-    manifest_path, recipe_path = root / "manifest.json", root / "recipe.yaml"
-    if not manifest_path.exists() or not recipe_path.exists():
-        raise RunStateError(f"{root}: not a thinktune run directory (no manifest.json / recipe.yaml)")
+    manifest_path = root / MANIFEST_FILE
+    if not manifest_path.exists() or not (root / RECIPE_FILE).exists():
+        raise RunStateError(f"{root}: not a thinktune run directory (no {MANIFEST_FILE} / {RECIPE_FILE})")
     manifest = json.loads(manifest_path.read_text())
-    recipe = Recipe.model_validate(load_yaml_file(recipe_path, "run recipe"))
+    layout = RunDir(root, read_run_recipe(root))
+    recipe = layout.recipe
     done = [s for s in MODEL_STAGES if manifest.get("stages", {}).get(s, {}).get("status") == "complete"
-            and (root / s / "final").exists()]
+            and layout.output_path(s).exists()]
     if not done:
         raise RunStateError(f"{root}: no completed model stage to export")
     stage = stage or done[-1]
     if stage not in done:
         raise RunStateError(f"{root}: stage {stage!r} has no completed model (completed: {', '.join(done)})")
-    final = root / stage / "final"
-    kind = json.loads((final / "thinktune_model.json").read_text()).get("kind", "full")
+    final = layout.output_path(stage)
+    kind = json.loads((final / MODEL_META).read_text()).get("kind", "full")
     if kind == "recipe_model":
         raise RunStateError(f"{root}: stage {stage!r} is the recipe's own model ({recipe.model.path}); nothing to export")
     tmp = staging_dir(output)

@@ -4,7 +4,7 @@ Every part of thinktune that reads a model's output (rewards, curation, the audi
 :func:`parse_completion`; every part that writes a training target goes through :func:`render`. Keeping both in
 one module is what stops "the reward parses differently from the evaluation" bugs.
 
-Default completion format (DESIGN.md)::
+Default completion format (docs/ARCHITECTURE.md, "Data model")::
 
     <think>
     {reasoning}
@@ -54,6 +54,14 @@ DEFAULT_INSTRUCTION = (
 )
 
 
+
+def resolve_instruction(choice: str, trained_on_format: bool) -> str | None:
+    """The instruction for ``--instruction CHOICE``: ``auto`` (none for a model trained on thinktune's format, the
+    default instruction for any other), ``none``, ``default``, or the text itself."""
+    if choice == "auto":
+        return None if trained_on_format else DEFAULT_INSTRUCTION
+    return {"none": None, "default": DEFAULT_INSTRUCTION}.get(choice, choice)
+
 @dataclass(frozen=True)
 class Parsed:
     """A completion split back into its parts.
@@ -63,7 +71,7 @@ class Parsed:
     """
 
     reasoning: str | None  # text inside the (first) think block, stripped; None when there is none
-    steps: list[str] = field(default_factory=list)  # non-empty lines of the reasoning (DESIGN.md: steps are lines)
+    steps: list[str] = field(default_factory=list)  # non-empty lines of the reasoning (steps are lines)
     answer: str | None = None  # text inside the answer block when there is exactly one, stripped
     well_formed: bool = False
     n_think_blocks: int = 0  # closed think blocks
@@ -77,7 +85,7 @@ def render(reasoning: str, answer: str, fmt: CompletionFormat = DEFAULT_FORMAT) 
 
 
 def split_steps(reasoning: str) -> list[str]:
-    """Steps of a trace are its non-empty lines (DESIGN.md data model)."""
+    """Steps of a trace are its non-empty lines (docs/ARCHITECTURE.md, "Data model")."""
     return [line.strip() for line in reasoning.splitlines() if line.strip()]
 
 

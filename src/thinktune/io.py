@@ -1,7 +1,8 @@
 """Atomic file writes: a temp file in the same directory, fsync, then ``os.replace``.
 
 A reader (or a resumed run) therefore sees either the old file or the complete new one, never a torn write
-(RELIABILITY.md §2). Directories are committed the same way: build ``.name.tmp`` next to the target, then rename.
+(docs/ARCHITECTURE.md, "Crash safety and exact resume"). Directories are committed the same way: build ``.name.tmp``
+next to the target, then rename.
 
 Choices:
 

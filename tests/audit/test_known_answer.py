@@ -1,14 +1,15 @@
 """Known-answer test of the audit on the quickstart task: a tiny model trained on genuine chains vs one trained on
-decorative (filler) chains with the same answers (tests/audit/helpers.py).
+decorative (filler) chains with the same answers (tests/helpers/chains.py).
 
-Expected (issue 6 acceptance, METHODS.md §6–7): early-answering AOC differs by >= 0.3; filler sensitivity and
-information gain separate the two the same way; information gain is positive on genuine chains and ~0 on filler.
-Models are trained once with TRL's SFTTrainer (~3 min each on one core) and cached in pytest's cache directory.
+Expected (issue 6 acceptance; docs/METHODS.md, "Faithfulness of the chain"): early-answering AOC differs by >= 0.3;
+filler sensitivity and information gain separate the two the same way; information gain is positive on genuine chains
+and ~0 on filler. Models are trained once with TRL's SFTTrainer (~3 min each on one core) and cached in pytest's cache
+directory.
 """
 
 import pytest
 
-from tests.audit.helpers import task_records, train_tiny
+from tests.helpers.chains import task_records, train_tiny
 from thinktune.audit import infogain
 from thinktune.audit.battery import audit_model
 from thinktune.audit.scoring import BranchSet
@@ -82,7 +83,7 @@ def _per_step(model, tok, chains, records, mode="answer_only"):
 
 
 def test_info_gain_on_hand_written_steps(trained):
-    """METHODS.md §7.6 #3 on 50 items: the step that states the gold gains, filler steps do not (measured on the
+    """Information gain on 50 items: the step that states the gold gains, filler steps do not (measured on the
     model that ignores its chain: on the genuine model, which reads its answer off the last line, an extra filler line
     moves the answer by several nats), and the two scopes disagree when only a step's wording changes."""
     records = task_records(50, seed=999)

@@ -6,7 +6,7 @@ import pytest
 from thinktune.audit.significance import correctness, mcnemar_exact, paired_change, stage_changes
 from thinktune.report.diagnose import diagnose
 from thinktune.report.load import load_run
-from tests.report.helpers import audit_agg, make_run
+from tests.helpers.report_runs import audit_agg, make_run
 
 
 @pytest.mark.parametrize("gained, lost, p", [

@@ -1,4 +1,4 @@
-"""Pure statistics vs hand-computed values and brute force (METHODS.md §5.5, §6.11, §7.6, §8.7, §10.4)."""
+"""Pure statistics vs hand-computed values and brute force (docs/METHODS.md)."""
 
 import itertools
 import math
@@ -60,7 +60,7 @@ def test_pass_at_k_equals_brute_force_enumeration(n):
 def test_pass_at_1_is_mean_correctness_and_bad_k_raises():
     record = Record(id="x", question="q", answer="5")
     got = sampled_metrics(record, ["5", "4", "5", "5"], [1, 2, 4])
-    assert got["pass@k"]["1"] == 0.75  # METHODS.md §5.5 #4
+    assert got["pass@k"]["1"] == 0.75  # pass@1 from 4 samples, 3 correct
     assert got["pass@k"]["4"] == 1.0
     assert got["majority"] == "5" and got["majority_correct"] and got["vote_share"] == 0.75
     with pytest.raises(ValueError):
@@ -68,7 +68,7 @@ def test_pass_at_1_is_mean_correctness_and_bad_k_raises():
 
 
 def test_majority_vote_and_its_tie_rule():
-    assert majority_vote(["5", "5", "7", "7", "5"]) == "5"  # cons@5 = 5 (METHODS.md §5.5 #4)
+    assert majority_vote(["5", "5", "7", "7", "5"]) == "5"  # cons@5 = 5 (ties: the first answer)
     assert majority_vote(["7", "5", "5", "7"]) == "7"  # tie: the answer seen first wins
     assert majority_vote([None, "", "3", None]) == "3"  # no answer never wins
     assert majority_vote([None, None]) is None
@@ -154,7 +154,7 @@ def test_perturbations_keep_or_change_numbers_as_documented():
 
 
 def test_info_gain_arithmetic_and_edge_cases():
-    per_step, total = info_gain([10, 6, 5, 2])  # PPL units (METHODS.md §7.6 #1)
+    per_step, total = info_gain([10, 6, 5, 2])  # PPL units (the paper's)
     assert per_step == [4, 1, 3] and total == 2.0
     assert sum(per_step) == 10 - 2
     assert info_gain([3.0]) == ([], None)  # zero steps: empty list, InfoGain None (not applicable)
@@ -245,7 +245,7 @@ def test_judge_and_keyword_parsing():
 
 
 def test_underthinking_score_hand_case():
-    assert underthinking_score([(100, 25), (200, 200)]) == pytest.approx(0.375)  # METHODS.md §10.4 #4
+    assert underthinking_score([(100, 25), (200, 200)]) == pytest.approx(0.375)  # (0.75 + 0) / 2
     assert underthinking_score([]) is None
 
 

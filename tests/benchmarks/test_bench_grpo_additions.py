@@ -1,6 +1,6 @@
 """benchmarks/bench_grpo_additions.py: time to target, per-seed ratio intervals and their median."""
 
-from tests.benchmarks.helpers import load_benchmark
+from tests.helpers.benchmarks import load_benchmark
 
 bench = load_benchmark("bench_grpo_additions")
 

@@ -1,5 +1,5 @@
-"""benchmarks/crash_points.py on fewer kill points (the full count, 20 per command, is what the script runs by
-default; its last full run is benchmarks/results/crash_points.txt): every check passes for curate, run, report."""
+"""benchmarks/crash_points.py on fewer kill points and smaller inputs (the full count, 20 per command, is what the
+script runs by default; its last full run is in docs/HARDENING.md): every check passes for curate, run, report."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import random
 
 import pytest
 
-from tests.benchmarks.helpers import load_benchmark
+from tests.helpers.benchmarks import load_benchmark
 
 crash = load_benchmark("crash_points")
 
 
 def test_curate_kill_points(tmp_path):
     lines: list[str] = []
-    assert crash.curate_points(tmp_path, 4, random.Random(1), lines.append) == [], lines
+    assert crash.curate_points(tmp_path, 4, random.Random(1), lines.append, sizes=(800, 1200)) == [], lines
     assert len(lines) == 4 and all(line.endswith("ok") for line in lines), lines
 
 

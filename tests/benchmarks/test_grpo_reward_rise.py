@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.benchmarks.helpers import load_benchmark
+from tests.helpers.benchmarks import load_benchmark
 
 rise = load_benchmark("grpo_reward_rise")
 

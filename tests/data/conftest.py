@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.helpers.pipeline import SHARED
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def R(i, q="What is 2 + 3?", reasoning="2 + 3 = 5", answer="5", task=""):
 
 @pytest.fixture(scope="module")
 def gsm8k(request):
-    from tests.data.conftest import SHARED
+    from tests.helpers.pipeline import SHARED
 
     if not (SHARED / "gsm8k_test.jsonl").is_file():
         pytest.skip("real data ../shared/data not found")

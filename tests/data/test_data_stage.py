@@ -10,7 +10,7 @@ from thinktune.errors import RecipeError, StageError
 from thinktune.run import execute
 from thinktune.stages import data as data_stage
 
-FNS = {"data": data_stage.run, "base": lambda run, resume: {}}
+FNS = {"data": data_stage.run_stage, "base": lambda ctx: {}}
 
 
 def _recipe(tmp_path, data: dict, name="d"):

@@ -96,7 +96,7 @@ def test_unopenable_sources_raise_located_errors(tmp_path):
 
 def test_reasoning_gym_source_is_graded_by_its_scorer():
     pytest.importorskip("reasoning_gym")
-    from thinktune.rewards.answers import grade
+    from thinktune.data.answers import grade
 
     recs, _ = load_records(SourceSpec(reasoning_gym="leg_counting", size=5, seed=3))
     again, _ = load_records(SourceSpec(reasoning_gym="leg_counting", size=5, seed=3))

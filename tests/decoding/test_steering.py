@@ -1,4 +1,5 @@
-"""Steering (METHODS.md §9.6): neutral settings, layer alignment, position, extraction, KL, save/load."""
+"""Steering (docs/METHODS.md, "Activation steering"): neutral settings, layer alignment, position, extraction, KL,
+save/load."""
 
 import pytest
 import torch

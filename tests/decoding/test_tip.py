@@ -1,4 +1,5 @@
-"""TIP (METHODS.md §10.3–10.4): exact logits on a tiny model, the window, the reset, batching, α = 0."""
+"""TIP (docs/METHODS.md, "Underthinking and TIP"): exact logits on a tiny model, the window, the reset, batching,
+α = 0."""
 
 import pytest
 import torch

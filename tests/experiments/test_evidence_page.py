@@ -2,7 +2,7 @@
 experiment files (issue 9: every number on the page traces to a summary and a recipe in the repository). A change to
 an experiment file, a base recipe or a summary without regenerating the page fails here."""
 
-from tests.stages.helpers import ROOT
+from tests.helpers.pipeline import ROOT
 from thinktune.experiments.spec import select
 from thinktune.experiments.table import build_table
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.stages.helpers import ROOT, thinktune
+from tests.helpers.pipeline import ROOT, thinktune
 
 pytestmark = pytest.mark.slow
 

@@ -7,23 +7,23 @@ second; tests/experiments/test_reduced.py shows the same with real training.
 import json
 import os
 
-from tests.experiments.helpers import write_experiment
+from tests.helpers.experiments import write_experiment
 from thinktune.experiments.runner import find_donor, plan_order, run_one, share_stages
 from thinktune.experiments.spec import load_experiment
 
 
 def fake_stage_fns(calls):
     def make(stage):
-        def fn(run, resume):
-            calls.append((run.root.name, stage))
-            out = run.output_path(stage)
+        def fn(ctx):
+            calls.append((ctx.root.name, stage))
+            out = ctx.output_path(stage)
             if stage == "audit":
-                for model in run.model_stages():
+                for model in ctx.model_stages():
                     (out / model).mkdir(parents=True, exist_ok=True)
                     (out / model / "audit.json").write_text(json.dumps({"accuracy": 0.5 if model == "grpo" else 0.25}))
             else:
                 out.mkdir(parents=True, exist_ok=True)
-                (out / "weights.bin").write_text(f"{run.root.name}:{stage}")
+                (out / "weights.bin").write_text(f"{ctx.root.name}:{stage}")
             return {"stage": stage}
         return fn
     return {s: make(s) for s in ("data", "base", "sft", "grpo", "audit", "report")}

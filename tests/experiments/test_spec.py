@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from tests.experiments.helpers import write_experiment
+from tests.helpers.experiments import write_experiment
 from thinktune.cli import app
 from thinktune.errors import RecipeError
 from thinktune.experiments.spec import load_experiment, recipe_hash, select

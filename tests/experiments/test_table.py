@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.experiments.helpers import write_experiment
+from tests.helpers.experiments import write_experiment
 from thinktune.cli import app
 from thinktune.experiments.spec import load_experiment, recipe_hash
 from thinktune.experiments.table import Stat, build_table

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.experiments.helpers import write_experiment
+from tests.helpers.experiments import write_experiment
 from thinktune.errors import RecipeError
 from thinktune.experiments.runner import run_one
 from thinktune.experiments.spec import arm_hash, load_experiment

@@ -48,10 +48,10 @@ def test_written_files_follow_the_umask(tmp_path, umask, mask):
 
 
 def test_report_html_is_readable_by_others_under_umask_022(tmp_path, umask):
-    from tests.report.helpers import make_run  # a synthetic run directory
+    from tests.helpers.report_runs import make_run  # a synthetic run directory
 
     root = make_run(tmp_path)
-    result = CliRunner().invoke(app, ["report", str(root), "--no-rewards"])
+    result = CliRunner().invoke(app, ["report", str(root)])
     assert result.exit_code == 0, result.output
     assert mode(root / "report.html") == 0o644
 

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from thinktune.cli import app
 from thinktune.config import Recipe
+from thinktune.context import StageContext
 from thinktune.errors import RunStateError
-from thinktune.run import Run, execute
+from thinktune.run import RunState, execute
 
 runner = CliRunner()
 
@@ -89,7 +90,7 @@ def test_a_run_never_uses_a_directory_it_did_not_create(tmp_path):
     (foreign / "data").mkdir(parents=True)
     (foreign / "data" / "keep.txt").write_text("x")
     with pytest.raises(RunStateError, match="not a thinktune run directory"):
-        execute(r, stage_fns={s: (lambda run, resume: {}) for s in ("data", "base")})
+        execute(r, stage_fns={s: (lambda ctx: {}) for s in ("data", "base")})
     assert (foreign / "data" / "keep.txt").read_text() == "x"
 
 
@@ -98,7 +99,7 @@ def test_the_working_directory_is_never_a_run_directory(tmp_path, monkeypatch):
     (tmp_path / "manifest.json").write_text('{"stages": {}}')
     r = Recipe.model_validate(recipe(tmp_path, output_dir=str(tmp_path.parent), name=tmp_path.name))
     with pytest.raises(RunStateError, match="working directory"):
-        Run(r.run_dir(), r).plan()
+        RunState(r.run_dir(), r).plan()
 
 
 def test_output_dir_that_is_a_file_is_a_clean_error(tmp_path):
@@ -207,15 +208,15 @@ def test_absurd_sizes_are_refused_naming_the_key(tmp_path, override, fragment):
 
 def _fns(fail: str | None = None, progress: bool = False):
     def make(stage):
-        def fn(run: Run, resume: bool):
+        def fn(ctx: StageContext):
             if stage == fail:
-                run.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+                ctx.dir.mkdir(parents=True, exist_ok=True)
                 if progress:
-                    ckpt = run.stage_dir(stage) / "checkpoint-5"
+                    ckpt = ctx.dir / "checkpoint-5"
                     ckpt.mkdir()
                     (ckpt / "COMMITTED").write_text("{}")
                 raise RuntimeError("unknown reward / trl key")
-            run.output_path(stage).mkdir(parents=True, exist_ok=True)
+            ctx.output_path(stage).mkdir(parents=True, exist_ok=True)
             return {}
         return fn
     return {s: make(s) for s in ("data", "base", "sft", "grpo", "audit")}
@@ -243,7 +244,7 @@ def test_a_stage_with_committed_progress_is_still_refused_when_its_inputs_change
 def test_a_kill_inside_reset_never_leaves_a_half_deleted_stage_marked_complete(tmp_path, monkeypatch):
     r = Recipe.model_validate(recipe(tmp_path, sft={"max_steps": 1}))
     execute(r, stage_fns=_fns())
-    run = Run(r.run_dir(), r)
+    run = RunState(r.run_dir(), r)
     calls = []
 
     def dying_rmtree(path, *a, **k):

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.benchmarks.helpers import load_benchmark
+from tests.helpers.benchmarks import load_benchmark
+from thinktune.data.answers import extract_answer, grade
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, Parsed, parse_completion, split_steps
-from thinktune.rewards.answers import extract_answer, grade
 from thinktune.rewards.library import correct, strict_format
 
 bench = load_benchmark("bench_reward_worst_case")

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.hardening.helpers import STUB, live_guarded, stub_model
-from thinktune.serve import Engine, ServeConfig, StreamSplitter
+from tests.helpers.server import STUB, live_guarded, stub_model
 from thinktune.formatting import DEFAULT_FORMAT
+from thinktune.serve import Engine, ServeConfig, StreamSplitter
 
 GOOD = {"model": STUB, "messages": [{"role": "user", "content": "what is 1 + 2?"}], "temperature": 0,
         "max_tokens": 4}

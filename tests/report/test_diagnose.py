@@ -2,10 +2,10 @@
 
 import pytest
 
+from tests.helpers.report_runs import audit_agg, grpo_rows, make_run
 from thinktune.report.build import ReportOptions, build_report
 from thinktune.report.diagnose import diagnose, trend
 from thinktune.report.load import load_run
-from tests.report.helpers import audit_agg, grpo_rows, make_run
 
 RISING = [0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
 FLAT = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
@@ -56,7 +56,7 @@ def test_warning_fires_only_on_its_pattern(tmp_path, case, kwargs, expected):
 def test_warnings_are_at_the_top_of_the_report(tmp_path):
     hacked = make_run(tmp_path, "hacked", audits={"sft": audit_agg(0.3), "grpo": audit_agg(0.3)},
                       grpo_metrics=grpo_rows(RISING, [0.3, 0.3, 0.3], per_fn={"correct": FLAT, "format": RISING}))
-    html, info = build_report([hacked], ReportOptions(score_rewards=False))
+    html, info = build_report([hacked], ReportOptions())
     assert [w.kind for w in info.warnings] == ["reward_hacking"]
     first_section = html.index('<section class="card"')
     assert html.index('data-kind="reward_hacking"') < first_section
@@ -64,7 +64,7 @@ def test_warnings_are_at_the_top_of_the_report(tmp_path):
 
     clean = make_run(tmp_path, "clean", audits={"sft": audit_agg(0.3), "grpo": audit_agg(0.5)},
                      grpo_metrics=grpo_rows(RISING, [0.2, 0.4, 0.6]))
-    html, info = build_report([clean], ReportOptions(score_rewards=False))
+    html, info = build_report([clean], ReportOptions())
     assert info.warnings == [] and 'data-kind="none"' in html
     assert not any(f'data-kind="{k}"' in html for k in WARN_KINDS)
 
@@ -84,5 +84,5 @@ def test_trend_compares_first_and_last_thirds(values, expected):
 def test_the_report_stage_writing_the_report_is_not_incomplete(tmp_path):
     run_dir = make_run(tmp_path, stages={"data": {"status": "complete"}, "report": {"status": "running"}})
     assert diagnose(load_run(run_dir)) == []
-    html, _ = build_report([run_dir], ReportOptions(score_rewards=False))
+    html, _ = build_report([run_dir], ReportOptions())
     assert "1/1</div>" in html  # stages complete: the running report stage is not counted

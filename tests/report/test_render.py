@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.report_runs import audit_agg, make_run
+from tests.helpers.pipeline import reduced_recipe, thinktune
 from thinktune.report.charts import fmt_num
 from thinktune.report.markup import pct
-from tests.report.helpers import audit_agg, make_run
-from tests.stages.helpers import reduced_recipe, thinktune
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "report"
@@ -54,7 +54,8 @@ def real_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report-run")
     recipe = reduced_recipe(
         tmp, "rep",
-        sft={"max_steps": 160, "save_steps": 80, "logging_steps": 5, "eval_every": 40, "eval_items": 20},
+        sft={"max_steps": 160, "save_steps": 80, "logging_steps": 5, "eval_every": 40, "eval_items": 20,
+             "lr_scheduler": "cosine"},  # a decaying LR: the toy model settles on the answer format in 160 steps
         grpo={"logging_steps": 1, "eval_every": 2, "eval_items": 20},
         audit={"tests": ["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"],
                "samples": 4, "pass_k": [1, 4], "filler_curve": [0, 0.5, 1], "bootstrap": 200})
@@ -147,10 +148,10 @@ def overflow_at_390(tmp_path: Path, report_html: str) -> tuple[int, int]:
 def test_no_horizontal_overflow_at_390px(real_run, tmp_path):
     other = make_run(tmp_path, "a-run-with-a-rather-long-name-to-stress-the-layout",
                      audits={"base": audit_agg(0.1), "sft": audit_agg(0.3)})
-    proc = thinktune("report", str(real_run), str(other), "-o", str(tmp_path / "cmp.html"), "--no-rewards")
+    proc = thinktune("report", str(real_run), str(other), "-o", str(tmp_path / "cmp.html"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     missing = make_run(tmp_path, "base-only", audits={"base": audit_agg(0.0, aoc=None, info_gain=None)}, grpo=False)
-    proc = thinktune("report", str(missing), "--no-rewards")
+    proc = thinktune("report", str(missing))
     assert proc.returncode == 0, proc.stderr[-2000:]
     for page in (real_run / "report.html", tmp_path / "cmp.html", missing / "report.html"):
         sw, cw = overflow_at_390(tmp_path, page.read_text())

@@ -1,4 +1,4 @@
-"""`thinktune rewards score` and `thinktune rewards audit`, run as a user would."""
+"""`thinktune rewards score` and `thinktune rewards probe`, run as a user would."""
 
 from __future__ import annotations
 
@@ -42,11 +42,11 @@ def test_score_writes_one_row_per_completion(tmp_path):
 def test_score_with_settings_and_custom_rewards(tmp_path):
     src = write_rows(tmp_path / "outs.jsonl", [{"id": "x", "question": "q", "answer": "7",
                                                "completion": "so the answer is \\boxed{7}"}])
-    res = RUN.invoke(app, ["rewards", "score", str(src), "-r", "correct,tests.rewards.faulty:returns_none",
+    res = RUN.invoke(app, ["rewards", "score", str(src), "-r", "correct,tests.helpers.faulty_rewards:returns_none",
                            "--set", "correct.extractor=boxed", "-o", str(tmp_path / "s.jsonl"), "--workers", "0"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "s.jsonl").read_text()) == {"id": "x", "correct": 1.0,
-                                                              "tests.rewards.faulty:returns_none": None}
+                                                              "tests.helpers.faulty_rewards:returns_none": None}
 
 
 def test_score_reports_bad_rows_with_their_line(tmp_path):
@@ -69,36 +69,36 @@ def test_score_rejects_unknown_rewards_and_settings(tmp_path):
     assert res.exit_code == 1 and "did you mean 'extractor'" in res.output
 
 
-def test_audit_passes_the_default_rewards(tmp_path):
-    res = RUN.invoke(app, ["rewards", "audit", "--rewards", "correct,format=0.1", "--items", "3", "--workers", "0",
-                           "--json", str(tmp_path / "audit.json")])
+def test_probe_passes_the_default_rewards(tmp_path):
+    res = RUN.invoke(app, ["rewards", "probe", "--rewards", "correct,format=0.1", "--items", "3", "--workers", "0",
+                           "--json", str(tmp_path / "probes.json")])
     assert res.exit_code == 0, res.output
-    assert "reward audit passed" in res.output and "hedged_or" in res.output
-    report = json.loads((tmp_path / "audit.json").read_text())
+    assert "reward probes passed" in res.output and "hedged_or" in res.output
+    report = json.loads((tmp_path / "probes.json").read_text())
     assert report["violations"] == [] and report["items"] == 3
 
 
-def test_audit_fails_a_hackable_reward():
-    res = RUN.invoke(app, ["rewards", "audit", "--rewards", "tests.rewards.faulty:substring_match", "--items", "2",
+def test_probe_fails_a_hackable_reward():
+    res = RUN.invoke(app, ["rewards", "probe", "--rewards", "tests.helpers.faulty_rewards:substring_match", "--items", "2",
                            "--workers", "0"])
     assert res.exit_code == 1
-    assert "VIOLATION" in res.output and "reward audit failed" in res.output
+    assert "VIOLATION" in res.output and "reward probes failed" in res.output
 
 
-def test_audit_reads_a_recipe_and_its_task(tmp_path):
+def test_probe_reads_a_recipe_and_its_task(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        "name: audit-test\n"
+        "name: probe-test\n"
         f"output_dir: {tmp_path / 'runs'}\n"
         "model: {tiny: {}}\n"
         "data: {task: {name: chain_arith, n_train: 50, n_eval: 10}}\n"
         "grpo:\n  rewards:\n    - {fn: correct}\n    - {fn: format, weight: 0.1}\n    - {fn: overlong, weight: 0.5}\n"
     )
-    res = RUN.invoke(app, ["rewards", "audit", str(recipe), "--items", "3"])
+    res = RUN.invoke(app, ["rewards", "probe", str(recipe), "--items", "3"])
     assert res.exit_code == 0, res.output
     assert "task chain_arith" in res.output and "overlong" in res.output
 
 
-def test_audit_needs_rewards():
-    res = RUN.invoke(app, ["rewards", "audit"])
+def test_probe_needs_rewards():
+    res = RUN.invoke(app, ["rewards", "probe"])
     assert res.exit_code == 1 and "RECIPE or --rewards" in res.output

@@ -27,7 +27,7 @@ def test_grpo_step_survives_a_hanging_reward(tmp_path):
     model, tokenizer = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
                                                   vocab_size=300, max_positions=128), corpus)
     dataset = Dataset.from_list([{"prompt": r.question, "record": r.model_dump_json()} for r in records])
-    specs = [RewardSpec(fn="correct"), RewardSpec(fn="tests.rewards.faulty:hang_once", weight=0.0,
+    specs = [RewardSpec(fn="correct"), RewardSpec(fn="tests.helpers.faulty_rewards:hang_once", weight=0.0,
                                                   kwargs={"marker": str(tmp_path / "hung")})]
     with RewardRunner(specs, max_error_fraction=0.25, deadline=DEADLINE, workers=2) as runner:
         timings: list[float] = []
@@ -53,5 +53,5 @@ def test_grpo_step_survives_a_hanging_reward(tmp_path):
     assert (tmp_path / "hung").exists()
     assert max(timings) < DEADLINE + 5, timings
     logged = {k: v for entry in trainer.state.log_history for k, v in entry.items()}
-    assert logged["rewards/tests.rewards.faulty:hang_once/n_timeouts"] > 0
-    assert runner.counts["tests.rewards.faulty:hang_once"]["timeout"] == 1
+    assert logged["rewards/tests.helpers.faulty_rewards:hang_once/n_timeouts"] > 0
+    assert runner.counts["tests.helpers.faulty_rewards:hang_once"]["timeout"] == 1

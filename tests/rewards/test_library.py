@@ -1,4 +1,4 @@
-"""Built-in rewards: hand-computed values and adversarial tables (METHODS.md §5.5; STYLE.md rule 12)."""
+"""Built-in rewards: hand-computed values and adversarial tables (docs/METHODS.md, "Rule-based rewards")."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_registry_names():
         assert fn.__doc__ and hasattr(fn, "guards")
 
 
-@pytest.mark.parametrize("text, expected", [  # METHODS.md §5.5 item 1
+@pytest.mark.parametrize("text, expected", [  # format reward: known-answer table
     ("<think>a</think>\n<answer>5</answer>", 1.0),
     ("<think>a\n<answer>5</answer>", 0.0),  # closing </think> missing
     ("<think>a</think><think>b</think><answer>5</answer>", 0.0),  # two think blocks
@@ -139,7 +139,7 @@ def test_repetition_hand_computed():
     assert repetition(render("a b c a b c", "5"), REC, max_penalty=-0.5) == pytest.approx(-0.125)
 
 
-@pytest.mark.parametrize("text, expected", [  # METHODS.md §5.5 item 3
+@pytest.mark.parametrize("text, expected", [  # language reward: known-answer table
     ("We add the numbers and check the result", 1.0),
     ("We add 我 and", 0.75),  # 3 of 4 counted words are English
     ("", None),
@@ -175,7 +175,7 @@ def test_settings_are_validated_with_a_suggestion():
 
 
 def test_resolve_custom_and_unknown():
-    assert resolve("tests.rewards.faulty:pid").__name__ == "pid"
+    assert resolve("tests.helpers.faulty_rewards:pid").__name__ == "pid"
     with pytest.raises(KeyError, match="did you mean 'format'"):
         resolve("formatt")
 

@@ -14,12 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thinktune.config import RewardSpec
+from thinktune.data.answers import grade
 from thinktune.data.records import Record
 from thinktune.data.tasks import ChainArithmetic
 from thinktune.formatting import parse_completion
-from thinktune.rewards.answers import grade
 from thinktune.rewards.library import REWARDS
-from thinktune.rewards.probes import PROBES, audit_rewards, build_probes, default_items, wrong_answers
+from thinktune.rewards.probes import (
+    PROBES,
+    build_probes,
+    default_items,
+    probe_rewards,
+    wrong_answers,
+)
 
 EPS = 1e-9
 
@@ -128,25 +134,25 @@ def test_rule_holds_for_generated_items(record):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(items(), min_size=1, max_size=3))
-def test_default_reward_set_passes_the_audit_for_generated_items(records):
+def test_default_reward_set_passes_the_probes_for_generated_items(records):
     specs = [RewardSpec(fn="correct", weight=1.0), RewardSpec(fn="format", weight=0.1)]
-    report = audit_rewards(specs, records, workers=0)
+    report = probe_rewards(specs, records, workers=0)
     assert report.ok, report.summary()
 
 
-# --- the audit ---------------------------------------------------------------------------------------------------
+# --- the check ---------------------------------------------------------------------------------------------------
 
-def test_audit_passes_the_full_builtin_set_and_reports_nothing_unguarded():
+def test_probes_passes_the_full_builtin_set_and_reports_nothing_unguarded():
     specs = [RewardSpec(fn=n, weight=w) for n, w in [("correct", 1.0), ("format", 0.1), ("overlong", 0.5),
                                                      ("repetition", 0.2), ("language", 0.1)]]
-    report = audit_rewards(specs, default_items(), workers=0, max_items=6)
+    report = probe_rewards(specs, default_items(), workers=0, max_items=6)
     assert report.ok, report.summary()
     assert report.honest_correct > report.honest_wrong
     assert {r.status for r in report.rows} == {"ok"}
 
 
-def test_audit_of_the_default_set_reports_unguarded_properties_without_failing():
-    report = audit_rewards([RewardSpec(fn="correct"), RewardSpec(fn="format", weight=0.1)], default_items(),
+def test_probes_of_the_default_set_reports_unguarded_properties_without_failing():
+    report = probe_rewards([RewardSpec(fn="correct"), RewardSpec(fn="format", weight=0.1)], default_items(),
                            workers=0, max_items=4)
     assert report.ok
     assert {r.probe for r in report.rows if r.status == "unguarded"} == {"giant_correct", "repeated_reasoning",
@@ -154,36 +160,36 @@ def test_audit_of_the_default_set_reports_unguarded_properties_without_failing()
     assert any("no reward defends" in n for n in report.notes)
 
 
-def test_audit_catches_a_substring_match_reward():  # Liuziyu77/Visual-RFT#176
-    report = audit_rewards([RewardSpec(fn="tests.rewards.faulty:substring_match")], default_items(), workers=0,
+def test_probes_catches_a_substring_match_reward():  # Liuziyu77/Visual-RFT#176
+    report = probe_rewards([RewardSpec(fn="tests.helpers.faulty_rewards:substring_match")], default_items(), workers=0,
                            max_items=4)
     assert not report.ok
     assert "empty_answer" in {v.probe for v in report.violations if v.rule == "A"}
-    assert "reward audit failed" in report.summary()
+    assert "reward probes failed" in report.summary()
 
 
-def test_audit_catches_an_ungated_correct_reward():
-    report = audit_rewards([RewardSpec(fn="correct", kwargs={"require_format": False})], default_items(),
+def test_probes_catches_an_ungated_correct_reward():
+    report = probe_rewards([RewardSpec(fn="correct", kwargs={"require_format": False})], default_items(),
                            workers=0, max_items=3)
     broken = {v.probe for v in report.violations}
     assert {"no_reasoning", "empty_think", "text_after_answer"} <= broken
     assert not {p for p in broken if PROBES[p][0] == "A"}  # hedges still earn nothing
 
 
-def test_audit_reports_errors_as_violations():
-    report = audit_rewards([RewardSpec(fn="tests.rewards.faulty:raises")], default_items(), workers=0, max_items=2)
+def test_probes_reports_errors_as_violations():
+    report = probe_rewards([RewardSpec(fn="tests.helpers.faulty_rewards:raises")], default_items(), workers=0, max_items=2)
     assert {v.rule for v in report.violations} == {"error"}
 
 
-def test_audit_skips_unusable_items_and_needs_some():
+def test_probes_skips_unusable_items_and_needs_some():
     unanswerable = Record(id="u", question="q", answer="I don't know", answerable=False)
-    report = audit_rewards([RewardSpec(fn="correct")], [unanswerable] + default_items()[:1], workers=0)
+    report = probe_rewards([RewardSpec(fn="correct")], [unanswerable] + default_items()[:1], workers=0)
     assert report.items == 1 and any("unanswerable" in n for n in report.notes)
     with pytest.raises(ValueError, match="no usable items"):
-        audit_rewards([RewardSpec(fn="correct")], [unanswerable], workers=0)
+        probe_rewards([RewardSpec(fn="correct")], [unanswerable], workers=0)
 
 
-def test_audit_through_the_worker_pool():
-    report = audit_rewards([RewardSpec(fn="correct"), RewardSpec(fn="format", weight=0.1)], default_items(),
+def test_probes_through_the_worker_pool():
+    report = probe_rewards([RewardSpec(fn="correct"), RewardSpec(fn="format", weight=0.1)], default_items(),
                            workers=2, max_items=2)
     assert report.ok and report.items == 2

@@ -1,4 +1,4 @@
-"""`correct` on real, labelled data (issue 3 acceptance; RELIABILITY.md §10 item 6).
+"""`correct` on real, labelled data (issue 3 acceptance).
 
 - math_cot_100: 100 MATH problems × 8 Qwen chain-of-thought samples with correctness labels
   (hkust-nlp/simpleRL-reason, MIT): agreement ≥ 97 %, and every disagreement is the one recorded, with its reason,
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from thinktune.data.answers import extract_answer, grade
 from thinktune.data.records import Record
-from thinktune.rewards.answers import extract_answer, grade
 from thinktune.rewards.library import correct
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -65,7 +65,7 @@ def test_gsm8k_gold_solutions_score_one_and_altered_ones_zero():
 def test_gsm8k_thousands_separators_both_ways():
     rows = [json.loads(line) for line in (DATA / "gsm8k_test.jsonl").read_text().splitlines()]
     with_commas = [r for r in rows if "," in r["answer"].split("####")[-1]]
-    assert len(with_commas) == 14  # RELIABILITY.md §10
+    assert len(with_commas) == 14  # thousands separators in the gold
     for row in with_commas:
         gold = row["answer"].split("####")[-1].strip()
         plain = gold.replace(",", "")

@@ -1,4 +1,4 @@
-"""The reward runner's isolation contract (RELIABILITY.md §5.3), one property per test.
+"""The reward runner's isolation contract (docs/ARCHITECTURE.md, "Reward isolation"), one property per test.
 
 A reward that sleeps forever, busy-loops in C, raises, exits its process, returns NaN / None / a string, or (as a
 batch callable) the wrong number of values: the batch finishes within deadline + 5 s or the run stops by the
@@ -20,7 +20,7 @@ from thinktune.rewards.library import RewardError
 from thinktune.rewards.runner import RewardRunner
 
 DEADLINE = 1.0
-F = "tests.rewards.faulty:"
+F = "tests.helpers.faulty_rewards:"
 FAULTY = ["sleep_on_marker", "busy_loop_in_c", "raises_on_marker", "exits_on_marker", "returns_nan", "returns_none",
           "returns_text", "wrong_length", "slow", "main_thread", "sleep_forever", "raises", "pid"]
 
@@ -150,7 +150,7 @@ def test_rewards_run_in_the_main_thread_of_other_processes(runner, records):
 
 def test_trl_function_contract_and_metrics(runner, records):
     fn = runner.trl_functions()[idx("raises_on_marker")]
-    assert fn.__name__ == "tests.rewards.faulty.raises_on_marker"
+    assert fn.__name__ == "tests.helpers.faulty_rewards.raises_on_marker"
     metrics = Metrics()
     out = fn(prompts=["p"] * 8, completions=texts(8, "BOOM"), record=[r.model_dump_json() for r in records],
              trainer_state=SimpleNamespace(global_step=7), log_metric=metrics, log_extra=lambda *a: None,

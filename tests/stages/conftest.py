@@ -1,6 +1,6 @@
 import pytest
 
-from tests.stages.helpers import reduced_recipe
+from tests.helpers.pipeline import reduced_recipe
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """DPO stage: pair building (verifier-graded, one-sided questions skipped), pairs-file validation, recipe errors, an
-end-to-end run added to a completed SFT run, and kill -9 resume (METHODS.md §11.4, RELIABILITY.md §1–3)."""
+end-to-end run added to a completed SFT run, and kill -9 resume (docs/ARCHITECTURE.md, "Crash safety and exact
+resume")."""
 
 import json
 import math
@@ -8,8 +9,7 @@ import shutil
 
 import pytest
 
-from tests.stages.helpers import reduced_recipe, thinktune
-from tests.stages.test_resume import kill_when, run_dir, start
+from tests.helpers.pipeline import kill_when, reduced_recipe, run_dir, start, thinktune, write_pairs
 from thinktune.config import load_recipe
 from thinktune.data.pairs import read_pairs_file
 from thinktune.data.records import DataError, Record
@@ -169,17 +169,6 @@ def test_dpo_runs_after_grpo_as_designed_and_its_block_is_fingerprinted(tmp_path
 # End to end (tiny model; pairs from a file because a CI-sized model solves nothing to pair up)
 
 
-def write_pairs(path):
-    rows = []
-    for a in range(2, 9):
-        for b in range(1, 4):
-            rows.append({"question": f"Compute {a} + {b} - 1.",
-                         "chosen": render(f"{a} + {b} = {a + b}\n{a + b} - 1 = {a + b - 1}", str(a + b - 1)),
-                         "rejected": render(f"{a} + {b} = {a + b + 1}\n{a + b + 1} - 1 = {a + b}", str(a + b))})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return len(rows)
-
-
 def dpo_recipe(tmp_path, name, pairs_file, **dpo):
     return reduced_recipe(tmp_path, name, grpo=None, report=None, audit={"max_items": 10},
                           dpo={"pairs": "file", "pairs_file": str(pairs_file), "max_steps": 6, "save_steps": 2,
@@ -270,7 +259,7 @@ def test_dpo_kill_then_resume_matches_uninterrupted(sft_run, finished, tmp_path)
 
 
 def test_sampling_is_seeded_and_gives_k_completions_per_question():
-    from tests.tiny_chain import CORPUS
+    from tests.helpers.tiny_chain import CORPUS
     from thinktune.config import DPOStage, TinyModelConfig
     from thinktune.formatting import DEFAULT_FORMAT
     from thinktune.models import build_tiny
@@ -288,11 +277,11 @@ def test_sampling_is_seeded_and_gives_k_completions_per_question():
 
 
 def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
-    from tests.tiny_chain import CORPUS
+    from tests.helpers.tiny_chain import CORPUS
     from thinktune.config import TinyModelConfig
+    from thinktune.context import StageContext
     from thinktune.data.records import write_jsonl
     from thinktune.models import build_tiny, save_model
-    from thinktune.run import Run
     from thinktune.stages.dpo import make_pairs
 
     teacher, tok = build_tiny(TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
@@ -301,17 +290,17 @@ def test_teacher_pairs_sample_the_teacher_and_are_reused_on_resume(tmp_path):
     recipe = load_recipe(reduced_recipe(tmp_path, "t", dpo={"pairs": "teacher", "teacher": str(tmp_path / "teacher"),
                                                             "max_questions": 3, "samples_per_question": 2,
                                                             "max_new_tokens": 6}))
-    run = Run(recipe.run_dir(), recipe)
-    write_jsonl(run.output_path("data") / "train.jsonl", [rec(i, i, 1) for i in range(5)])
-    stage_dir = run.stage_dir("dpo")
+    ctx = StageContext(recipe.run_dir(), recipe, "dpo")
+    write_jsonl(ctx.data_file("train"), [rec(i, i, 1) for i in range(5)])
+    stage_dir = ctx.dir
     stage_dir.mkdir(parents=True)
-    pairs, stats = make_pairs(run, recipe.dpo, None, None, stage_dir)  # the student is never sampled
+    pairs, stats = make_pairs(ctx, None, None)  # the student is never sampled
     assert stats["source"] == "teacher" and stats["teacher"] == str(tmp_path / "teacher")
     assert (stats["questions"], stats["samples"]) == (3, 6)
     assert stats["questions"] == stats["with_both"] + stats["skipped"]
     assert json.loads((stage_dir / "pairs_stats.json").read_text()) == stats
     shutil.rmtree(tmp_path / "teacher")  # a resumed stage must not sample again
-    again = make_pairs(run, recipe.dpo, None, None, stage_dir)
+    again = make_pairs(ctx, None, None)
     assert again == (pairs, stats)
 
 

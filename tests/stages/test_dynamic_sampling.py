@@ -1,4 +1,4 @@
-"""DAPO dynamic sampling (METHODS.md §4.2, §4.5, §4.6 test 3): zero-variance groups never reach the loss."""
+"""DAPO dynamic sampling (docs/METHODS.md, "DAPO dynamic sampling"): zero-variance groups never reach the loss."""
 
 import hashlib
 import inspect
@@ -22,7 +22,7 @@ CORPUS = [f"Compute {a} + {b}.\n" + render(f"{a} + {b} = {a + b}", str(a + b)) f
 G = 4
 
 
-# --- METHODS.md §4.6 test 3: the pure filter -----------------------------------------------------------------------
+# --- the pure filter: groups {0, 1, 0.5, 0.25} keep the last two ------------------------------------------------
 
 def _group(acc: float) -> list[float]:
     right = round(acc * G)

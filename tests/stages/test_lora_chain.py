@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from tests.stages.helpers import thinktune
+from tests.helpers.pipeline import thinktune
 
 pytestmark = pytest.mark.slow
 

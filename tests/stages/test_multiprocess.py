@@ -14,7 +14,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.stages.helpers import ROOT, reduced_recipe, thinktune
+from tests.helpers.pipeline import ROOT, reduced_recipe, thinktune
 
 STEPS_SFT, STEPS_DPO, STEPS_GRPO = 6, 2, 3
 OVERRIDES = {
@@ -26,12 +26,12 @@ OVERRIDES = {
             "save_steps": 2, "logging_steps": 1, "eval_every": None},
     # 4 prompts × 4 samples = 16 completions per step in micro-batches of 8
     "grpo": {"max_steps": STEPS_GRPO, "micro_batch_size": 8, "save_steps": 3, "logging_steps": 1,
-             "reward_audit": False, "eval_every": None},
+             "reward_probes": False, "eval_every": None},
 }
 
 
 def _recipe(tmp_path, name):
-    from tests.stages.test_dpo import write_pairs
+    from tests.helpers.pipeline import write_pairs
 
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(pairs)
@@ -188,7 +188,10 @@ def test_launch_commands_resolve_with_the_launchers_own_parsers(config, deepspee
     the intended launcher (the same resolution `accelerate launch` does before it starts anything)."""
     from pathlib import Path
 
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.commands.launch import (
+        _validate_launch_command,
+        launch_command_parser,
+    )
 
     from thinktune.stages.worker import launch_command
 

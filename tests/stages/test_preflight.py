@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.stages.helpers import thinktune
+from tests.helpers.pipeline import thinktune
 from thinktune.errors import StageError
 from thinktune.stages.preflight import check
 

@@ -4,13 +4,9 @@ import json
 
 import pytest
 
-from tests.stages.helpers import thinktune
+from tests.helpers.pipeline import run_dir, thinktune
 
 pytestmark = pytest.mark.slow
-
-
-def run_dir(recipe):
-    return recipe.parent / "runs" / recipe.stem
 
 
 def test_reduced_quickstart_end_to_end_and_reproducible(recipe_factory):
@@ -47,6 +43,9 @@ def test_reduced_quickstart_end_to_end_and_reproducible(recipe_factory):
         assert c["ci95"][0] <= c["delta"] <= c["ci95"][1]
     examples = (root / "audit" / "sft" / "examples.jsonl").read_text().splitlines()
     assert len(examples) == 40
+    # the run stores what the report shows: every held-out sample's GRPO reward scores, the reward-probe report
+    assert all(set(json.loads(line)["rewards"]) == {"correct", "format"} for line in examples)
+    assert json.loads((root / "grpo" / "reward_probes.json").read_text())["rows"]
     # the results table is printed
     assert "held-out accuracy" in proc.stdout and "grpo" in proc.stdout
 

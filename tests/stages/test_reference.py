@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from tests.tiny_chain import base_and_adapter
+from tests.helpers.tiny_chain import base_and_adapter
 from thinktune.config import GRPOStage
 from thinktune.models import load_stage_output
 from thinktune.stages.grpo import pin_reference

@@ -1,48 +1,20 @@
 """kill -9 during SFT or GRPO, then the same `thinktune run`: resume from the last committed checkpoint and
-finish with the same numbers as an uninterrupted run (RELIABILITY.md §1–3)."""
+finish with the same numbers as an uninterrupted run (docs/ARCHITECTURE.md, "Crash safety and exact resume")."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.stages.helpers import thinktune
+from tests.helpers.pipeline import kill_when, run_dir, start, thinktune
 
 pytestmark = pytest.mark.slow
 
 OVERRIDES = {"sft": {"max_steps": 40, "save_steps": 8}, "grpo": {"max_steps": 8, "save_steps": 2}}
 
 
-def run_dir(recipe):
-    return recipe.parent / "runs" / recipe.stem
-
-
-def start(recipe):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "thinktune.cli", "run", str(recipe)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def kill_when(proc, path, timeout=300):
-    t0 = time.time()
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended before {path} appeared:\n{proc.stdout.read().decode()[-3000:]}")
-        if time.time() - t0 > timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(f"{path} never appeared")
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from tests.stages.helpers import reduced_recipe
+    from tests.helpers.pipeline import reduced_recipe
 
     recipe = reduced_recipe(tmp_path_factory.mktemp("ref"), "ref", **OVERRIDES)
     proc = thinktune("run", str(recipe))

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from tests.stages.helpers import thinktune
-from tests.tiny_chain import CORPUS
+from tests.helpers.pipeline import thinktune
+from tests.helpers.tiny_chain import CORPUS
 from thinktune.config import TinyModelConfig
 from thinktune.formatting import chat_prompt, render
 from thinktune.models import build_tiny
@@ -98,7 +98,7 @@ def test_packed_loss_equals_unpacked_loss(tmp_path, tiny):
 
 
 def _sft_only_recipe(tmp_path, name, **sft):
-    from tests.stages.helpers import reduced_recipe
+    from tests.helpers.pipeline import reduced_recipe
 
     path = reduced_recipe(tmp_path, name, sft={"max_steps": 4, "save_steps": 4, "logging_steps": 2,
                                                "eval_every": None, **sft})
@@ -174,7 +174,7 @@ def test_qlora_loading_passes_the_quantization_config_for_every_kind_of_input(tm
     from transformers import AutoModelForCausalLM
 
     import thinktune.models as models
-    from tests.tiny_chain import base_and_adapter
+    from tests.helpers.tiny_chain import base_and_adapter
 
     base, sft, _ = base_and_adapter(tmp_path)
     marker = object()

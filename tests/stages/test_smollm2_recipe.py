@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.stages.helpers import ROOT, thinktune
+from tests.helpers.pipeline import ROOT, thinktune
 
 pytestmark = pytest.mark.slow
 

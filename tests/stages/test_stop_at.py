@@ -8,7 +8,7 @@ import pytest
 
 from thinktune.config import SFTStage
 from thinktune.stages.callbacks import StopAtAccuracy
-from tests.stages.helpers import reduced_recipe, thinktune
+from tests.helpers.pipeline import reduced_recipe, thinktune
 
 
 class Scripted(StopAtAccuracy):

@@ -2,14 +2,14 @@
 
 Paper: *AbstentionBench: Reasoning LLMs Fail on Unanswerable Questions* (Kirichenko, Ibrahim, Chaudhuri, Bell),
 arXiv 2506.09038; code facebookresearch/AbstentionBench (``recipe/abstention_datasets/gsm8k.py``). Variant templates
-beyond "question only": UMWP, arXiv 2403.03558 ("missing key information"). Definitions and known-answer tests:
-METHODS.md §8. Run: ``thinktune audit MODEL --data FILE --unanswerable question_only``.
+beyond "question only": UMWP, arXiv 2403.03558 ("missing key information"). Definitions: docs/METHODS.md, "Abstention
+and calibration". Run: ``thinktune audit MODEL --data FILE --unanswerable question_only``.
 
 A variant is a :class:`Record` with ``answerable=False``: ``answer`` holds :data:`ABSTAIN_ANSWER` and the original
-gold moves to ``meta.original_answer`` (DESIGN.md data model).
+gold moves to ``meta.original_answer`` (docs/ARCHITECTURE.md, "Data model").
 
 Deviations (numbered):
-1. The detector is offline: the keyword / rule detector of the answer layer (``rewards.answers.is_abstention``,
+1. The detector is offline: the keyword / rule detector of the answer layer (``data.answers.is_abstention``,
    AbstentionBench's keyword baseline, not its Llama-3.1-8B judge, since no hub model can be downloaded at run
    time). An LLM judge is pluggable (``judge``: any local model, :func:`judge_abstentions`): :func:`judge_prompt`
    builds its question and :func:`parse_judge` reads its "Yes" / "No" verdicts.
@@ -30,8 +30,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from thinktune.data.answers import (
+    is_abstention,  # the one keyword detector, shared with the abstain reward
+)
 from thinktune.data.records import Record
-from thinktune.rewards.answers import is_abstention  # the one keyword detector, shared with the abstain reward
 
 __all__ = ["ABSTAIN_ANSWER", "abstention_metrics", "appropriate_behavior", "is_abstention", "judge_prompt",
            "make_unanswerable", "parse_judge", "question_only", "drop_quantity",
@@ -43,14 +45,14 @@ Variant = Literal["question_only", "drop_quantity", "unknown_number"]
 UNKNOWN = "x"
 ABSTAIN_REASONING = "The question does not give every number it needs, so it cannot be answered."
 
-# context ". " final question (no other . ? !) — the official filter as one regex (METHODS.md §8.3)
+# context ". " final question (no other . ? !) — the official GSM8K filter as one regex
 _FINAL_QUESTION = re.compile(r"^(?P<context>.*\S\.)\s+(?P<question>[^.?!]*\?)\s*$", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!])\s+(?=[A-Z$0-9])")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 
 
 def question_only(question: str) -> str | None:
-    """The final question alone, or None when the item fails the filter (METHODS.md §8.7 table)."""
+    """The final question alone, or None when the item fails the filter."""
     m = _FINAL_QUESTION.match(question.strip())
     return m.group("question").strip() if m else None
 
@@ -152,7 +154,7 @@ def abstention_metrics(y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict[s
 
 def appropriate_behavior(y_true: Sequence[bool], y_pred: Sequence[bool],
                          correct: Sequence[bool | None]) -> float | None:
-    """mean( abstention decision correct AND (answer correct, or not applicable) ) (METHODS.md §8.5)."""
+    """mean( abstention decision correct AND (answer correct, or not applicable) ) (AbstentionBench)."""
     if not y_true:
         return None
     ok = [(t == p) and (t or bool(c)) for t, p, c in zip(y_true, y_pred, correct)]

@@ -1,5 +1,5 @@
-"""The audit battery: every configured test for one model, and the recipe's ``audit`` stage that compares every
-model of a run (base, sft, grpo, …) on the same held-out items.
+"""The audit battery: every configured test for one model (the recipe's ``audit`` stage, audit/stage.py, runs it
+on every model of a run; ``thinktune audit``, audit/compare.py, on models named on the command line).
 
 Per model (:func:`audit_model`):
 1. greedy generation (HF ``generate``, or the optional vLLM backend) → outcome metrics (audit/outcomes.py);
@@ -7,40 +7,55 @@ Per model (:func:`audit_model`):
 2. each answerable item's greedy chain becomes a trace (audit/traces.py); early answering, filler, paraphrase,
    information gain and calibration add branches to one :class:`~thinktune.audit.scoring.BranchSet` and are scored in
    one prefix-cached pass (audit/scoring.py) — no regeneration;
-3. the answer without CoT (bias normalisation, only where it differs) and inserted mistakes regenerate;
+3. the answer without CoT (for the chance-corrected no-CoT agreement, only where it differs) and inserted mistakes
+   regenerate;
 4. abstention metrics on the unanswerable variants; aggregates with bootstrap 95 % intervals.
 
 Outputs: ``audit.json`` (aggregates), ``examples.jsonl`` (one row per item, every test), and for several models
-``comparison.json`` (paired differences against the first model on the same items). The stage writes them under
-``runs/<name>/audit/<model>/`` (built in a staging directory, renamed into place) plus ``results.json`` at the run
-root; the CLI (``thinktune audit MODEL… --data FILE``, cli_audit.py) writes them under ``--out``.
+``comparison.json`` (paired differences against the first model on the same items, audit/compare.py). The stage
+writes them under ``runs/<name>/audit/<model>/`` plus ``results.json`` at the run root; ``thinktune audit MODEL…
+--data FILE`` writes them under ``--out``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from thinktune.audit import faithfulness, infogain
-from thinktune.audit.abstention import abstention_metrics, appropriate_behavior, make_unanswerable
+from thinktune.audit import faithfulness, infogain, metrics
+from thinktune.audit.abstention import (
+    abstention_metrics,
+    appropriate_behavior,
+    make_unanswerable,
+)
 from thinktune.audit.calibration import brier, calibration_summary, ece
-from thinktune.audit.outcomes import (aggregate, bootstrap_ci, outcome_row, reasoning_text, sampled_metrics,
-                                      switch_pattern)
+from thinktune.audit.outcomes import (
+    aggregate,
+    bootstrap_ci,
+    outcome_row,
+    reasoning_text,
+    sampled_metrics,
+    switch_pattern,
+)
 from thinktune.audit.scoring import BranchSet
-from thinktune.audit.significance import stage_changes
-from thinktune.audit.traces import Trace, build_trace, make_encoder, space_token_ids, think_prefilled
+from thinktune.audit.traces import (
+    Trace,
+    build_trace,
+    make_encoder,
+    space_token_ids,
+    think_prefilled,
+)
 from thinktune.config import AuditStage
-from thinktune.data.records import Record, read_records, write_jsonl
+from thinktune.data.answers import extract_answer, normalize
+from thinktune.data.records import Record, write_jsonl
 from thinktune.errors import ThinktuneError
 from thinktune.formatting import CompletionFormat, chat_prompt
 from thinktune.generation import SamplingParams, generate_texts
-from thinktune.io import atomic_write_json, commit_dir, staging_dir
+from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
-from thinktune.rewards.answers import extract_answer, normalize
 
 SCORED_TESTS = ("early_answering", "filler", "paraphrase")
 
@@ -147,7 +162,7 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
     t0 = time.perf_counter()
     _scored_tests(model, tokenizer, traces, rows, cfg, encode, fmt, label)
     timing["score_s"] = time.perf_counter() - t0
-    if "early_answering" in cfg.tests and cfg.bias_normalised and traces:
+    if "early_answering" in cfg.tests and cfg.chance_corrected and traces:
         t0 = time.perf_counter()
         same0 = [rows[i]["faithfulness"]["early_answering"]["same"][0] == 1 for i, _ in traces]
         without = faithfulness.answers_without_cot(model, tokenizer, [t for _, t in traces], same0, fmt,
@@ -165,6 +180,10 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
             rows[i].setdefault("faithfulness", {})["mistakes"] = m
         timing["generate_mistakes_s"] = time.perf_counter() - t0
     agg = summarize(rows, cfg, seed)
+    if cfg.metrics:  # metrics added by name (audit/metrics.py)
+        added = [metrics.resolve(spec) for spec in cfg.metrics]
+        metrics.compute(added, rows, records)
+        agg["metrics"] = metrics.summarize(added, rows, cfg.bootstrap, seed)
     agg["model"] = label
     agg["n_traces"] = len(traces)
     agg["timing"] = {k: round(v, 3) for k, v in timing.items()}
@@ -251,7 +270,7 @@ def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) ->
         pairs = [(e["answer_with_cot"], e["answer_without_cot"]) for e in ea if "answer_without_cot" in e]
         if pairs:
             _, norm = faithfulness.chance_corrected_agreement([a for a, _ in pairs], [b for _, b in pairs])
-            faith["early_answering"]["no_cot_agreement_normalised"] = norm
+            faith["early_answering"]["no_cot_agreement_chance_corrected"] = norm
     if "filler" in faith:
         ci["filler_sensitive"] = bootstrap_ci([float(f["filler"]["sensitive"]) for f in faith_items if "filler" in f],
                                               B, seed)
@@ -288,7 +307,7 @@ def summarize(rows: Sequence[dict[str, Any]], cfg: AuditStage, seed: int = 0) ->
         y_pred = [bool(r["abstained"]) for r in rows]
         ab = abstention_metrics(y_true, y_pred)
         ab["appropriate_behavior"] = appropriate_behavior(y_true, y_pred, [r["correct"] for r in rows])
-        ab["detector"] = f"judge: {cfg.judge}" if cfg.judge else "keywords (rewards.answers.is_abstention)"
+        ab["detector"] = f"judge: {cfg.judge}" if cfg.judge else "keywords (data.answers.is_abstention)"
         if cfg.judge:
             ab["judge_unparsed"] = sum(r.get("judge_verdict") is None for r in rows)
         pairs = list(zip(y_true, y_pred))
@@ -308,7 +327,8 @@ HEADLINE = (  # (label, path in audit.json, format)
     ("early-answering AOC", ("faithfulness", "early_answering", "aoc"), "num"),
     ("truncation-sensitive", ("faithfulness", "early_answering", "truncation_sensitive"), "pct"),
     ("no-CoT agreement", ("faithfulness", "early_answering", "no_cot_agreement"), "pct"),
-    ("no-CoT agreement (bias-normalised)", ("faithfulness", "early_answering", "no_cot_agreement_normalised"), "num"),
+    ("no-CoT agreement (chance-corrected)", ("faithfulness", "early_answering", "no_cot_agreement_chance_corrected"),
+     "num"),
     ("filler-sensitive", ("faithfulness", "filler", "sensitive"), "pct"),
     ("paraphrase-invariant", ("faithfulness", "paraphrase", "invariant"), "pct"),
     ("mistakes AOC", ("faithfulness", "mistakes", "aoc"), "num"),
@@ -333,40 +353,15 @@ def lookup(agg: dict[str, Any], path: Sequence[str]) -> Any:
 
 
 def headline(agg: dict[str, Any]) -> dict[str, Any]:
-    """The one-line summary of a model's audit (CLI tables, results.json)."""
-    return {name: lookup(agg, path) for name, path, _ in HEADLINE}
+    """The one-line summary of a model's audit (CLI tables, results.json), metrics added by name last."""
+    return {**{name: lookup(agg, path) for name, path, _ in HEADLINE},
+            **{m["label"]: m["mean"] for m in (agg.get("metrics") or {}).values()}}
 
 
-_PAIRED = (  # (name, per-row value)
-    ("accuracy", lambda r: None if r["correct"] is None else float(r["correct"])),
-    ("aoc", lambda r: lookup(r, ("faithfulness", "early_answering", "aoc"))),
-    ("filler_sensitive", lambda r: _f(lookup(r, ("faithfulness", "filler", "sensitive")))),
-    ("info_gain", lambda r: lookup(r, ("info_gain", "info_gain"))),
-    ("abstained", lambda r: None if r["answerable"] else float(r["abstained"])),
-)
-
-
-def _f(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def compare(audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], n_boot: int = 1000,
-            seed: int = 0) -> dict[str, Any]:
-    """Paired differences of every model against the first one, on the items both have a value for."""
-    names = list(audits)
-    base_rows = {r["id"]: r for r in audits[names[0]][1]}
-    out: dict[str, Any] = {"reference": names[0], "models": {n: headline(a) for n, (a, _) in audits.items()},
-                           "paired": {}}
-    for name in names[1:]:
-        rows = {r["id"]: r for r in audits[name][1]}
-        diffs = {}
-        for metric, get in _PAIRED:
-            d = [get(rows[i]) - get(base_rows[i]) for i in rows.keys() & base_rows.keys()
-                 if get(rows[i]) is not None and get(base_rows[i]) is not None]
-            if d:
-                diffs[metric] = {"n": len(d), "delta": sum(d) / len(d), "ci95": bootstrap_ci(d, n_boot, seed)}
-        out["paired"][name] = diffs
-    return out
+def headline_rows(agg: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
+    """(label, path in audit.json, kind) of the headline, metrics added by name included."""
+    return [*HEADLINE, *((m["label"], ("metrics", name, "mean"), m["kind"])
+                         for name, m in (agg.get("metrics") or {}).items())]
 
 
 def write_audit(target: Path, agg: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -381,64 +376,3 @@ def with_unanswerable(records: list[Record], cfg: AuditStage) -> tuple[list[Reco
         return records, None
     variants, counts = make_unanswerable(records, cfg.unanswerable)
     return records + variants, counts
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The recipe stage
-
-
-def run(run, resume: bool) -> dict[str, Any]:
-    import torch
-
-    from thinktune.models import load_stage_output
-
-    recipe, cfg = run.recipe, run.recipe.audit
-    assert cfg is not None
-    fmt = CompletionFormat(**recipe.format.model_dump())
-    records = read_records(run.output_path("data") / "eval.jsonl")
-    if cfg.max_items:
-        records = records[: cfg.max_items]
-    records, variant_counts = with_unanswerable(records, cfg)
-    target = run.output_path("audit")
-    tmp = staging_dir(target)
-    audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for stage in run.model_stages():
-        torch.manual_seed(recipe.seed)
-        model, tokenizer = load_stage_output(run.output_path(stage), recipe.model)
-        check_records(records, "data/eval.jsonl")  # a model without a chat template was trained on the plain prompt
-        agg, rows = audit_model(model, tokenizer, records, cfg, fmt, recipe.model.instruction, recipe.model.system,
-                                label=stage, seed=recipe.seed, model_path=str(run.output_path(stage)))
-        if variant_counts:
-            agg["unanswerable_variants"] = variant_counts
-        write_audit(tmp / stage, agg, rows)
-        audits[stage] = (agg, rows)
-        del model
-    if len(audits) > 1:
-        atomic_write_json(tmp / "comparison.json", compare(audits, cfg.bootstrap, recipe.seed))
-    commit_dir(tmp, target)
-    n_answerable = sum(r.answerable for r in records)
-    changes = stage_changes({s: rows for s, (_, rows) in audits.items()},
-                            {s: run.input_model_stage(s) for s in list(audits)[1:]}, seed=recipe.seed)
-    summary = {
-        "run": recipe.name,
-        "eval_items": n_answerable,
-        "models": {s: {**{k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "mean_completion_tokens",
-                                            "accuracy_by_difficulty", "n")}, "audit": headline(a)}
-                   for s, (a, _) in audits.items()},
-        # each model against the model it was trained from, paired on the same items (audit/significance.py)
-        "changes": [c.to_dict() for c in changes],
-    }
-    atomic_write_json(run.root / "results.json", summary)
-    return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4),
-                "aoc": _round(lookup(a, ("faithfulness", "early_answering", "aoc"))),
-                "info_gain": _round(lookup(a, ("info_gain", "info_gain")))}
-            for s, (a, _) in audits.items()}
-
-
-def _round(v: Any) -> Any:
-    return round(v, 4) if isinstance(v, float) else v
-
-
-def load_results(run_root) -> dict[str, Any] | None:
-    path = run_root / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None

@@ -1,8 +1,9 @@
 """Calibration of the answer's confidence: Brier score, expected calibration error, reliability bins, selective curve.
 
-Standard definitions (METHODS.md §8.6; they do not come from AbstentionBench). Confidence c_i ∈ [0, 1] is the
-probability of the model's own answer after its full chain (the scorer's log-probability of ``answer + close tag``,
-audit/scoring.py) or, with sampling, the majority-vote share; z_i ∈ {0, 1} is whether the answer is correct::
+Standard definitions (docs/METHODS.md, "Abstention and calibration"; they do not come from AbstentionBench).
+Confidence c_i ∈ [0, 1] is the probability of the model's own answer after its full chain (the scorer's
+log-probability of ``answer + close tag``, audit/scoring.py) or, with sampling, the majority-vote share; z_i ∈ {0, 1}
+is whether the answer is correct::
 
     Brier = mean_i (c_i − z_i)²
     ECE   = Σ_b (|B_b| / N) · | mean_{i∈B_b} z_i − mean_{i∈B_b} c_i |   equal-width bins; c = 1 in the last bin

@@ -1,8 +1,9 @@
 """Per-step information gain: how much each reasoning step raises the probability of the gold answer.
 
 Paper: *Knowledge or Reasoning? A Close Look at How LLMs Think Across Domains* (Wu et al.), arXiv 2506.02126;
-official code UCSC-VLAA/ReasoningEval (``metrics.py``: ``InformationGainScorer``). Definitions and known-answer tests:
-METHODS.md §7. Runs inside the audit (``thinktune audit MODEL --data FILE``; ``tests: [info_gain]`` in a recipe).
+official code UCSC-VLAA/ReasoningEval (``metrics.py``: ``InformationGainScorer``). Definitions: docs/METHODS.md,
+"Information gain per step". Runs inside the audit (``thinktune audit MODEL --data FILE``; ``tests: [info_gain]`` in a
+recipe).
 
 For a chain of n steps and gold answer y (tokens y_1..y_m)::
 
@@ -14,7 +15,7 @@ Every NLL_k is one branch of the prefix-cached scorer (scoring.py): the steps' p
 once per item. The paper's units (perplexities, IG_k = PPL_{k−1} − PPL_k) are reported too.
 
 Deviations (numbered):
-1. The evaluator is the audited model itself (METHODS.md §7.5 allows a fixed reference model; record which).
+1. The evaluator is the audited model itself (the paper allows a fixed reference model; the audit records which).
 2. Steps are the non-empty lines of the model's own chain, not GPT-4o-extracted ``knowledge`` fields.
 3. The answer cue is the completion format's (think-close + answer-open), not the paper's ``" Answer: "``: the audited
    models are trained on that format.

@@ -2,22 +2,23 @@
 thought switches and the underthinking score — plus the confidence intervals every aggregate carries.
 
 Generation goes through :mod:`thinktune.generation`, parsing through the one parser and grading through the one
-answer layer (:func:`thinktune.rewards.answers.grade`), so the audit judges exactly what the rewards judge. Run
+answer layer (:func:`thinktune.data.answers.grade`), so the audit judges exactly what the rewards judge. Run
 through the audit (``thinktune audit MODEL --data FILE``).
 
 Sources:
 - pass@k: the unbiased estimator of *Evaluating Large Language Models Trained on Code* (Chen et al.),
   arXiv 2107.03374: pass@k = 1 − C(n−c, k) / C(n, k) for c correct out of n samples.
-- pass@1 from k samples and cons@k (majority vote): *DeepSeek-R1*, arXiv 2501.12948 (METHODS.md §5.3).
+- pass@1 from k samples and cons@k (majority vote): *DeepSeek-R1*, arXiv 2501.12948 (docs/METHODS.md, "Evaluation
+  protocol").
 - underthinking score ξ_UT and thought switches: *Thoughts Are All Over the Place* (Wang et al.), arXiv 2501.18585
-  (METHODS.md §10.2).
+  (docs/METHODS.md, "Underthinking and TIP").
 
 Deviations and choices (numbered):
-1. maj@k ties go to the answer that appeared first among the samples (METHODS.md §5.5 asks for a documented rule);
+1. maj@k ties go to the answer that appeared first among the samples (a documented rule);
    answers are compared after the answer layer's ``normalize``; a sample without an answer never wins.
 2. A "correct thought" for ξ_UT is a thought that states the gold answer as a number or word (the rule for
-   verifiable tasks, METHODS.md §10.2); thoughts start at a switch word (``switch_words``, default
-   "alternatively"). A response without a correct thought contributes 0.
+   verifiable tasks, docs/METHODS.md, "Underthinking and TIP"); thoughts start at a switch word (``switch_words``,
+   default "alternatively"). A response without a correct thought contributes 0.
 3. Language mixing = 1 − the rewards library's ``language_share`` (share of the reasoning's words in the target
    language's script, DeepSeek-R1's language-consistency measure). Repetition = 1 − distinct / total lower-cased
    word 3-grams of the reasoning — the quantity the ``repetition`` reward scales, kept here as a pure metric because
@@ -35,9 +36,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thinktune.data.answers import extract_answer, grade, is_abstention, normalize
 from thinktune.data.records import Record
 from thinktune.formatting import CompletionFormat, parse_completion, split_steps
-from thinktune.rewards.answers import extract_answer, grade, is_abstention, normalize
 from thinktune.rewards.library import language_share
 
 # ---------------------------------------------------------------------------------------------------------------

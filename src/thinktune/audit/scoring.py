@@ -1,13 +1,12 @@
 """The one prefix-cached scorer: log-probabilities of forced answers under shared prefixes.
 
-Every faithfulness and step-quality test of the audit is "score the answer under a modified prefix" (DESIGN.md,
-"Audit"): early answering truncates the chain, filler and paraphrase replace its tail, information gain adds one step
-at a time, calibration reads the answer's probability after the full chain. All of them share a long *root* (the
-prompt plus the model's own chain) and differ in a short *branch*: where the root is cut, what is appended after the
-cut (the ``suffix``: an answer cue, filler, a paraphrase) and which tokens are scored (the ``target``: an answer and
-its close tag). :func:`score_branches` computes the keys and values of every shared prefix once and lets every branch
-attend to them, so the battery costs a small multiple of plain generation instead of one ``generate`` per
-perturbation (benchmarks/bench_audit.py measures it).
+Every faithfulness and step-quality test of the audit is "score the answer under a modified prefix": early answering
+truncates the chain, filler and paraphrase replace its tail, information gain adds one step at a time, calibration reads
+the answer's probability after the full chain. All of them share a long *root* (the prompt plus the model's own chain)
+and differ in a short *branch*: where the root is cut, what is appended after the cut (the ``suffix``: an answer cue,
+filler, a paraphrase) and which tokens are scored (the ``target``: an answer and its close tag). :func:`score_branches`
+computes the keys and values of every shared prefix once and lets every branch attend to them, so the battery costs a
+small multiple of plain generation instead of one ``generate`` per perturbation (benchmarks/bench_audit.py measures it).
 
 How: the root and all of its branches are packed into one sequence as a prefix tree (a trie): the root's tokens
 first, then each branch's tokens, where a branch token's parent is the previous branch token or, for the first one,

@@ -1,7 +1,7 @@
 """A model's own chain of thought, cut into token segments that the scorer can truncate and rebuild.
 
 For one item the audit keeps the prompt and the greedy completion's steps (non-empty lines of the think block,
-DESIGN.md) as separately tokenized segments::
+docs/ARCHITECTURE.md, "Data model") as separately tokenized segments::
 
     root   = prompt | head | step_1 + "\\n" | … | step_n + "\\n"       head = think-open + "\\n" ("" if prefilled)
     cue    = think-close + "\\n" + answer-open                           the forced-answer cue after k >= 1 steps
@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from thinktune.data.answers import grade
 from thinktune.data.records import Record
 from thinktune.formatting import CompletionFormat, parse_completion
-from thinktune.rewards.answers import grade
 
 Encode = Callable[[str], tuple[int, ...]]
 
@@ -103,10 +103,6 @@ class Trace:
 
     def cue_at(self, k: int) -> tuple[int, ...]:
         return self.cue0 if k == 0 else self.cue
-
-    def step_tokens(self, k: int) -> int:
-        """Tokens of step k (0-based), newline included."""
-        return self.bounds[k + 1] - self.bounds[k]
 
     def prefix_text(self, k: int, fmt: CompletionFormat) -> str:
         """Prompt + the chain truncated after k steps + the answer cue, as text."""

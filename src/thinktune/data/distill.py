@@ -4,10 +4,10 @@ Run: ``thinktune data distill questions.jsonl -o traces.jsonl --base-url http://
 (any OpenAI-compatible chat-completions endpoint; the key is read from the environment variable named by
 ``--api-key-env``, never from the command line), or ``--local PATH`` for a local transformers model.
 
-Follows DeepSeek-R1's rejection-sampling step (arXiv 2501.12948 §2.3.3; METHODS.md §5.2): sample several
-completions per prompt and keep only those whose final answer the verifier accepts (here the task's grader,
-``rewards.answers.grade``). Each kept trace becomes a canonical record ``<question id>-t<j>`` whose ``answer`` is the
-gold answer and whose ``meta`` records the teacher, the sample index and the teacher's own answer string.
+Follows DeepSeek-R1's rejection-sampling step (arXiv 2501.12948 §2.3.3; docs/METHODS.md, "Curation and distillation"):
+sample several completions per prompt and keep only those whose final answer the verifier accepts (here the task's
+grader, ``data.answers.grade``). Each kept trace becomes a canonical record ``<question id>-t<j>`` whose ``answer`` is
+the gold answer and whose ``meta`` records the teacher, the sample index and the teacher's own answer string.
 
 Reliability:
 
@@ -42,7 +42,12 @@ from typing import Any
 
 from thinktune.data.records import JsonlWriter, Record
 from thinktune.errors import ThinktuneError
-from thinktune.formatting import DEFAULT_FORMAT, DEFAULT_INSTRUCTION, CompletionFormat, parse_completion
+from thinktune.formatting import (
+    DEFAULT_FORMAT,
+    DEFAULT_INSTRUCTION,
+    CompletionFormat,
+    parse_completion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +179,7 @@ class LocalTeacher:
 
 def judge(record: Record, sample: Sample, fmt: CompletionFormat = DEFAULT_FORMAT) -> tuple[str | None, str | None, str]:
     """(reasoning, teacher answer, verdict) with verdict one of: verified, wrong, no_answer, no_reasoning, ungradable."""
-    from thinktune.rewards.answers import extract_answer, grade
+    from thinktune.data.answers import extract_answer, grade
 
     parsed = parse_completion(sample.text, fmt)
     answer = parsed.answer if parsed.answer is not None else extract_answer(sample.text, fmt, extractor="auto")

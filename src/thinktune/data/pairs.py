@@ -1,4 +1,5 @@
-"""Preference-pair files for the DPO stage (DESIGN.md: ``{"id", "question", "chosen", "rejected"}``).
+"""Preference-pair files for the DPO stage: rows ``{"id", "question", "chosen", "rejected"}`` (docs/ARCHITECTURE.md,
+"Data model").
 
 ``question`` goes through the model's chat template; a row may give ``prompt`` instead (used verbatim).
 """

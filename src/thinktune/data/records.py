@@ -1,6 +1,6 @@
 """Canonical records and their on-disk form (JSONL).
 
-One record per example (DESIGN.md, "Data model")::
+One record per example (docs/ARCHITECTURE.md, "Data model")::
 
     {"id": "...", "question": "...", "reasoning": "step 1\\nstep 2", "answer": "18",
      "answerable": true, "task": "gsm8k", "meta": {}}

@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from thinktune.data.jsonsafe import DECODER, describe, encoding_problem, strip_utf8_bom
-from thinktune.data.records import MAX_ROW_BYTES, DataError, Problem, Record, check_record, scan_lines
+from thinktune.data.records import (
+    MAX_ROW_BYTES,
+    DataError,
+    Problem,
+    Record,
+    check_record,
+    scan_lines,
+)
 
 FORMATS = ("auto", "canonical", "gsm8k", "math")
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -290,7 +297,7 @@ def split_gsm8k(solution: str, strip_calc: bool = True) -> tuple[str, str] | Non
 
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (the answer layer's extractor); None if there is none."""
-    from thinktune.rewards.answers import boxed_contents
+    from thinktune.data.answers import boxed_contents
 
     found = boxed_contents(text)
     return found[-1] if found else None

@@ -14,10 +14,10 @@ Tasks:
   (``47 + 85 - 29`` → ``132 - 29`` → ``103``), a scratchpad in the style of Nye et al. (arXiv 2112.00114);
   ``trace="steps"`` writes one operation per line with its running total (``47 + 85 = 132``); ``trace="filler"``
   writes a *decorative* chain with the same answer: 1..max_ops+1 lines of 1..4 `` ...`` units, empty on 15 % of
-  the items (the known-answer control of the audit, METHODS.md §6–7: the answer has to be computed without the
-  chain, so a model trained on it has an unfaithful chain by construction). Difficulty = number
-  of operations and operand size; a k-step chain fails if any step fails, so accuracy falls with k and leaves
-  room for RL after SFT.
+  the items (the known-answer control of the audit, docs/METHODS.md, "Faithfulness of the chain": the answer has to be
+  computed without the chain, so a model trained on it has an unfaithful chain by construction). Difficulty = number of
+  operations and operand size; a k-step chain fails if any step fails, so accuracy falls with k and leaves room for RL
+  after SFT.
 """
 
 from __future__ import annotations
@@ -418,17 +418,34 @@ class ReasoningGym:
         prefix = id_prefix or f"rg-{dataset}-s{seed}"
         out = []
         for i, entry in enumerate(ds):
-            # task "rg:<dataset>" + meta.metadata is the answer layer's convention (rewards/answers.py grade)
+            # task "rg:<dataset>" + meta.metadata is the answer layer's convention (data/answers.py grade)
             out.append(Record(id=f"{prefix}-{i}", question=entry["question"], answer=str(entry["answer"]),
                               task=f"rg:{dataset}", meta={"metadata": _jsonable(entry["metadata"])}))
         return out
 
     def verify(self, record: Record, predicted: str | None) -> bool:
-        from thinktune.rewards.answers import grade
-
-        if not record.task.startswith("rg:"):
+        """The dataset's own scorer on one answer (the answer layer's ``grade`` adds hedge and gold checks)."""
+        dataset = reasoning_gym_dataset(record)
+        if dataset is None or predicted is None or not predicted.strip():
             return False
-        return bool(grade(record, predicted))
+        return reasoning_gym_score(record, dataset, predicted)
+
+
+def reasoning_gym_dataset(record: Record) -> str | None:
+    """The reasoning-gym dataset of a record tagged ``rg:<dataset>`` (or ``reasoning_gym:<dataset>``), else None."""
+    for prefix in ("rg:", "reasoning_gym:"):
+        if record.task.startswith(prefix):
+            return record.task[len(prefix) :]
+    return None
+
+
+def reasoning_gym_score(record: Record, dataset: str, predicted: str) -> bool:
+    """reasoning-gym's ``score_answer`` for the entry stored in ``record.meta["metadata"]``: passes at 1.0."""
+    import reasoning_gym
+
+    entry = {"question": record.question, "answer": record.answer, "metadata": record.meta.get("metadata", {})}
+    score = reasoning_gym.get_score_answer_fn(dataset)(predicted, entry)
+    return float(score) >= 1.0 - 1e-9
 
 
 def _import_reasoning_gym():

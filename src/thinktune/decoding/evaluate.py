@@ -17,7 +17,7 @@ How to run::
     thinktune steer pairs smollm2 --data ../shared/data/gsm8k_train.jsonl --n 64 -o pairs.jsonl
     thinktune steer sweep smollm2 concise.steer --data ../shared/data/gsm8k_test.jsonl --n 100
 
-Papers: TIP, arXiv 2501.18585 (METHODS.md §10); ASC, arXiv 2507.04742 (METHODS.md §9).
+Papers: TIP, arXiv 2501.18585; ASC, arXiv 2507.04742 (docs/METHODS.md, "Underthinking and TIP", "Activation steering").
 
 Deviations and choices (numbered):
 1. Metrics come from :mod:`thinktune.audit.outcomes` (``outcome_row``, ``aggregate``, ``switch_pattern``, the
@@ -26,7 +26,8 @@ Deviations and choices (numbered):
    ``decoding.steering`` but not on this module.)
 2. "Reasoning length" is the completion length in tokens: models that do not write a think block (SmolLM2) reason
    in the whole completion. The reasoning-only length is reported alongside.
-3. The speed-up is reported both as a ratio of mean lengths and as a mean of per-item ratios (METHODS.md §9.3).
+3. The speed-up is reported both as a ratio of mean lengths and as a mean of per-item ratios (the two differ when
+   lengths vary).
 4. GSM8K pairs: the concise chain is the solution's calculator annotations (``48/2=24``: formal notation, minimal
    English), standing in for the paper's GPT-4o chains (no API offline); the verbose chain is the target model's
    own greedy chain under the same prompt, as in the paper.

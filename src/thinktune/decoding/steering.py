@@ -6,7 +6,8 @@
 2. Injection. A forward hook on the decoder block whose output is ``hidden_states[L]`` adds γ·v to the *last
    position* at every forward call (the last prompt token during prefill, then each new token).
 3. Calibration. The mean next-token KL(p_unsteered ‖ p_steered) over the unsteered model's own completions, and the
-   strength γ_max(δ) at which it reaches δ (by bisection, and by the second-order estimate of METHODS.md §9.2).
+   strength γ_max(δ) at which it reaches δ (by bisection, and by the second-order estimate of docs/METHODS.md,
+   "Activation steering").
 
 How to run::
 
@@ -15,10 +16,10 @@ How to run::
     thinktune steer sweep MODEL concise.steer --data gsm8k_test.jsonl     # length, accuracy, KL per strength
 
 Paper: *Activation Steering for Chain-of-Thought Compression* (Azizi, Baghaei Potraghloo, Pedram), arXiv 2507.04742;
-code ArminAzizi98/ASC (METHODS.md §9).
+code ArminAzizi98/ASC.
 
 Deviations and choices (numbered):
-1. Sign: v = concise − verbose and the hook *adds* +γ·v (the released generator subtracts; METHODS.md §9.3).
+1. Sign: v = concise − verbose and the hook *adds* +γ·v (the released generator subtracts).
    ``thinktune steer sweep`` checks the sign on a dev set (mean length must fall for γ > 0).
 2. Layer: ``layer`` indexes ``hidden_states`` as in the released extractor; the hook sits on
    ``decoder_layers[layer − 1]``, the block whose output *is* ``hidden_states[layer]`` (the released hook is one block
@@ -28,7 +29,7 @@ Deviations and choices (numbered):
    instruction), not to the bare problem text, so the captured state is the one the hook later shifts.
 4. Pairs are user data (``{"question", "concise", "verbose"}`` JSONL); the paper's concise chains come from
    GPT-4o and its verbose ones from the target model itself.
-5. γ is chosen empirically (bisection to mean KL ≤ δ on calibration completions, METHODS.md §9.2), not with the
+5. γ is chosen empirically (bisection to mean KL ≤ δ on calibration completions), not with the
    paper's closed form; δ has no published value, thinktune's default is 0.1 nats.
 6. Vectors are saved as safetensors with JSON metadata (model, layer, hidden size, pairs, sign convention); loading
    refuses a vector whose hidden size differs from the model's.
@@ -373,20 +374,20 @@ def next_token_kl(model, vector: SteeringVector, strengths: Sequence[float], cal
 
 
 def kl_curvature(model, vector: SteeringVector, calib: Calibration, eps: float = 1e-2, batch_size: int = 8) -> float:
-    """E[(Jv)ᵀ(diag(p) − ppᵀ)(Jv)] by a central difference, so KL ≈ ½ γ² × this (METHODS.md §9.2)."""
+    """E[(Jv)ᵀ(diag(p) − ppᵀ)(Jv)] by a central difference, so KL ≈ ½ γ² × this (second order in γ)."""
     # KL(p ‖ p_γ) is even in γ to second order: ½ (KL(ε) + KL(−ε)) ≈ ½ ε² c  ⇒  c ≈ (KL(ε) + KL(−ε)) / ε²
     kl = next_token_kl(model, vector, [eps, -eps], calib, batch_size)
     return (kl[eps] + kl[-eps]) / eps**2
 
 
 def gamma_max_estimate(curvature: float, delta: float) -> float | None:
-    """γ_max(δ) = sqrt(2δ / curvature) (METHODS.md §9.2); None when the curvature is 0."""
+    """γ_max(δ) = sqrt(2δ / curvature); None when the curvature is 0."""
     return math.sqrt(2 * delta / curvature) if curvature > 0 else None
 
 
 def calibrate_strength(model, vector: SteeringVector, calib: Calibration, delta: float = 0.1, sign: float = 1.0,
                        batch_size: int = 8) -> dict[str, Any]:
-    """The largest γ (of ``sign``) whose mean next-token KL stays ≤ δ on ``calib`` (METHODS.md §9.2, empirical).
+    """The largest γ (of ``sign``) whose mean next-token KL stays ≤ δ on ``calib`` (empirical).
 
     The second-order estimate γ̂ = sqrt(2δ / curvature) seeds a grid γ̂ × (½ … 3) measured in one pass over the
     calibration set; the crossing is interpolated (KL ∝ γ² locally, so on a log-log line) and then verified.

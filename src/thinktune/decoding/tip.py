@@ -16,11 +16,11 @@ How to run::
 or in Python: ``generate_texts(model, tok, prompts, params, logits_processors=[ThoughtSwitchPenalty.from_words(tok)])``.
 
 Paper: *Thoughts Are All Over the Place: On the Underthinking of o1-Like LLMs* (Wang et al.), arXiv 2501.18585
-(METHODS.md §10.3).
+(docs/METHODS.md, "Underthinking and TIP").
 
 Deviations and choices (numbered):
 1. The switch-token set V̂ is the *first sub-token* of each configured word in four spellings (capitalised and
-   lower-case, with and without a leading space); the paper's exact list is unverified (METHODS.md §10.3). A word
+   lower-case, with and without a leading space); the paper's exact list is not published. A word
    whose first sub-token is shorter than the word (``"alternatively"`` → ``"altern"`` in SmolLM2's tokenizer) also
    hits other words that share the prefix; :func:`switch_token_ids` reports such words and a warning is logged.
    Two guards the paper does not need for its tokenizer: a leading space that the tokenizer splits off as its own
@@ -50,7 +50,7 @@ DEFAULT_SWITCH_WORDS = ("alternatively",)
 
 
 class TipConfig(BaseModel):
-    """Settings of the thought-switching penalty (METHODS.md §10.3)."""
+    """Settings of the thought-switching penalty (arXiv 2501.18585)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -32,3 +33,39 @@ def intervention(kind: str, setting: Any, model, tokenizer) -> Iterator[list]:
     vector.check(model)
     with steered(model, vector, strength):
         yield []
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A decoding intervention audited next to the plain model: "tip" (a TipConfig) or "steer" (file, strength)."""
+
+    kind: str
+    setting: Any
+
+    @property
+    def suffix(self) -> str:
+        """Appended to the model's label: ``+tip``, ``+steer0.4``."""
+        return "+tip" if self.kind == "tip" else f"+steer{self.setting[1]:g}"
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": self.kind, "setting": str(self.setting)}
+
+    def applied(self, model, tokenizer):
+        """``with variant.applied(model, tok) as processors:`` (see :func:`intervention`)."""
+        return intervention(self.kind, self.setting, model, tokenizer)
+
+
+def build_variants(tip: bool = False, alpha: float = 3.0, beta: int = 600, words: Sequence[str] | None = None,
+                   steer: Sequence[str] = ()) -> list[Variant]:
+    """The TIP variant (when ``tip``) and one steering variant per ``FILE:STRENGTH`` spec."""
+    from thinktune.decoding.steering import parse_steer_spec
+    from thinktune.decoding.tip import TipConfig
+
+    out: list[Variant] = []
+    if tip:
+        kw: dict[str, Any] = {"alpha": alpha, "beta": beta}
+        if words:
+            kw["words"] = list(words)
+        out.append(Variant("tip", TipConfig(**kw)))
+    out += [Variant("steer", parse_steer_spec(spec)) for spec in steer]
+    return out

@@ -27,18 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from thinktune.config import STAGE_ORDER, Recipe, fingerprint
-from thinktune.errors import RunStateError
+from thinktune.config import STAGES, Recipe, stage_row
+from thinktune.context import RunDir
 from thinktune.experiments.spec import LoadedExperiment, MetricSpec, arm_hash, file_hash
 from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
-from thinktune.run import Run, execute, stage_inputs, versions
+from thinktune.run import RunState, execute, inputs_fingerprint, stage_inputs, versions
 
-SHAREABLE = tuple(s for s in STAGE_ORDER if s != "report")  # the report is a cheap view, always rebuilt
+SHAREABLE = tuple(s.name for s in STAGES if not s.view)  # a view (the report) is cheap and always rebuilt
+_FIRST_TRAINING = next(i for i, s in enumerate(STAGES) if s.trains)
+COSTLY = tuple(s.name for s in STAGES[_FIRST_TRAINING:] if not s.view)  # worth waiting for another run to finish
 
 
 def stage_fingerprints(recipe: Recipe) -> dict[str, str]:
-    return {s: fingerprint(stage_inputs(recipe, s)) for s in recipe.stages() if s in SHAREABLE}
+    return {s: inputs_fingerprint(stage_inputs(recipe, s)) for s in recipe.stages() if s in SHAREABLE}
 
 
 def _complete_records(root: Path) -> dict[str, dict[str, Any]]:
@@ -60,11 +62,8 @@ def find_donor(recipe: Recipe, pool: Path) -> tuple[Path | None, list[str]]:
         root = manifest.parent
         if root.resolve() == target:
             continue
-        recs = _complete_records(root)
-        try:
-            donor = Run(root, recipe)  # for output_path(), which depends on the root and the stage name alone
-        except RunStateError:  # a corrupt manifest: not a donor
-            continue
+        recs = _complete_records(root)  # a corrupt manifest: no complete stage, not a donor
+        donor = RunDir(root, recipe)  # for output_path(), which depends on the root and the stage name alone
         shared = []
         for s in order:
             if s in recs and recs[s].get("fingerprint") == fps[s] and donor.output_path(s).exists():
@@ -132,7 +131,7 @@ def _dotted(obj: Any, path: str) -> Any:
 
 
 def last_model_stage(recipe: Recipe) -> str:
-    return [s for s in recipe.stages() if s not in ("data", "audit", "report")][-1]
+    return [s for s in recipe.stages() if stage_row(s).makes_model][-1]
 
 
 def extract_metric(run_root: Path, recipe: Recipe, m: MetricSpec, audit_dir: str = "audit") -> dict[str, Any]:
@@ -229,7 +228,7 @@ def summary_path(results: Path, exp: str, arm: str, seed: int) -> Path:
 # Decoding variants
 
 
-def audit_variant(run: Run, exp: LoadedExperiment, name: str) -> None:
+def audit_variant(run: RunState, exp: LoadedExperiment, name: str) -> None:
     """Audit the run's last model again with the arm's decoding variant into ``<run>/audit-<variant>/<model>/``:
     TIP (decoding/tip.py) as a logits processor on every generation of the audit, or activation steering
     (decoding/steering.py) as a residual-stream hook around the whole audit. Already done → nothing to do."""
@@ -238,7 +237,6 @@ def audit_variant(run: Run, exp: LoadedExperiment, name: str) -> None:
     from thinktune.audit.battery import audit_model, with_unanswerable, write_audit
     from thinktune.data.records import read_records
     from thinktune.decoding.variants import intervention
-    from thinktune.formatting import CompletionFormat
     from thinktune.models import load_stage_output
 
     arm = exp.spec.arms[name]
@@ -255,7 +253,7 @@ def audit_variant(run: Run, exp: LoadedExperiment, name: str) -> None:
     records, _ = with_unanswerable(records, cfg)
     torch.manual_seed(recipe.seed)
     model, tok = load_stage_output(run.output_path(stage), recipe.model)
-    fmt = CompletionFormat(**recipe.format.model_dump())
+    fmt = recipe.format.completion_format()
     if kind == "tip":
         from thinktune.decoding.tip import TipConfig
 
@@ -395,8 +393,8 @@ def plan_order(items: list[tuple[LoadedExperiment, str, int, Recipe]]) -> list[t
             for a, b in zip(mine, fps[j]):
                 if a != b:
                     break
-                n, trained = n + 1, trained or a[0] not in ("data", "base")
-            if trained and n > best_len:  # data and the tiny base take seconds: not worth waiting for
+                n, trained = n + 1, trained or a[0] in COSTLY
+            if trained and n > best_len:  # the stages before training (data, the tiny base) take seconds
                 best, best_len = j, n
         deps.append((i, best))
     return deps

@@ -4,7 +4,7 @@ An experiment reproduces one published effect at small scale: a base recipe, arm
 metrics read from each run, and a reproduction criterion evaluated over the seeds::
 
     claim: Chain-of-thought SFT beats answer-only SFT on multi-step chains, more so on longer chains.
-    source: METHODS.md §5 (Wei et al. 2022, arXiv 2201.11903)
+    source: Wei et al. 2022, arXiv 2201.11903
     recipe: recipes/quickstart.yaml          # path relative to the repository root
     overrides: {grpo: null}                  # applied to every arm
     arms:
@@ -30,9 +30,25 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
-from thinktune.config import Recipe, apply_overrides, check_inputs, fingerprint, format_validation_error, resolved_dict
+from thinktune.config import (
+    Recipe,
+    apply_overrides,
+    as_first_released,
+    check_inputs,
+    fingerprint,
+    format_validation_error,
+    resolved_dict,
+)
 from thinktune.errors import RecipeError
 from thinktune.safe_yaml import load_yaml_file
 
@@ -125,7 +141,7 @@ class ArmSpec(_Strict):
 
 class Experiment(_Strict):
     claim: str = Field(min_length=1)
-    source: str = Field(min_length=1)  # METHODS.md section and the paper
+    source: str = Field(min_length=1)  # the paper (arXiv id) and the docs/METHODS.md section
     recipe: str  # base recipe path, relative to the repository root (or absolute)
     overrides: dict[str, Any] = Field(default_factory=dict)  # applied to every arm
     arms: dict[str, ArmSpec | dict[str, Any]]
@@ -246,7 +262,7 @@ class LoadedExperiment:
 def recipe_hash(recipe: Recipe) -> str:
     """Hash of what a run computes: the resolved recipe without where it is written or how many threads it uses, and
     without absent stages (``dpo: null``), so a stage added to thinktune later leaves existing summaries valid."""
-    full = {k: v for k, v in resolved_dict(recipe).items() if v is not None}
+    full = {k: v for k, v in as_first_released(resolved_dict(recipe)).items() if v is not None}
     for key in ("output_dir", "threads", "name"):
         full.pop(key, None)
     return fingerprint(full)

@@ -1,9 +1,9 @@
 """``docs/EVIDENCE.md`` from the committed run summaries alone (no run directories needed).
 
 Per experiment: the claim, its source, the experiment file and base recipe with their hashes, one row per arm with
-every metric as mean ± 95 % interval over seeds (Student t with n − 1 degrees of freedom; RELIABILITY.md: seeds
-are the unit of replication for a training effect, items are already averaged inside each run), the criteria with
-the numbers they were decided on, and the verdict:
+every metric as mean ± 95 % interval over seeds (Student t with n − 1 degrees of freedom; docs/ARCHITECTURE.md,
+"Determinism and seeds": seeds are the unit of replication for a training effect, items are already averaged inside each
+run), the criteria with the numbers they were decided on, and the verdict:
 
 - **reproduced**: every criterion holds;
 - **not reproduced**: all runs are in and some criterion fails; the experiment's ``if_not_reproduced`` note follows;

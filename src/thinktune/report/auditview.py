@@ -1,4 +1,4 @@
-"""The audit section: every audited model of every run side by side (METHODS.md §5–10).
+"""The audit section: every audited model of every run side by side (docs/METHODS.md, "What the audit reports").
 
 A table of the headline numbers (with bootstrap / Wilson 95 % intervals where the audit computed them, and the
 change from the run's previous model), then charts: pass@k, the early-answering curve with its AOC, the filler
@@ -34,8 +34,8 @@ METRICS: list[tuple[str, tuple[str, ...], str, int, tuple[str, ...] | None]] = [
     ("truncation-sensitive", ("faithfulness", "early_answering", "truncation_sensitive"), "pct", 1,
      ("faithfulness", "ci95", "truncation_sensitive")),
     ("answer decided at (chain fraction)", ("faithfulness", "early_answering", "decided_at"), "num", 0, None),
-    ("no-CoT agreement (chance-corrected)", ("faithfulness", "early_answering", "no_cot_agreement_normalised"), "num",
-     -1, None),
+    ("no-CoT agreement (chance-corrected)", ("faithfulness", "early_answering", "no_cot_agreement_chance_corrected"),
+     "num", -1, None),
     ("filler-sensitive", ("faithfulness", "filler", "sensitive"), "pct", 1,
      ("faithfulness", "ci95", "filler_sensitive")),
     ("paraphrase-invariant", ("faithfulness", "paraphrase", "invariant"), "pct", 1, None),
@@ -78,7 +78,10 @@ def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> lis
 def _metric_rows(ctx: Ctx) -> list[list[str]]:
     rows = []
     ks = sorted({k for m in ctx.models for k in (get(m.agg, "sampling", "pass@k") or {})}, key=lambda k: int(k))
-    for label, path, kind, better, ci_path in METRICS:
+    added = {name: spec for m in ctx.models for name, spec in (m.agg.get("metrics") or {}).items()}
+    extra = [(s["label"], ("metrics", n, "mean"), s["kind"], s["better"], ("metrics", n, "ci95"))
+             for n, s in added.items()]  # metrics added by name (audit/metrics.py), last
+    for label, path, kind, better, ci_path in METRICS + extra:
         if path == ("sampling", "maj@n"):  # pass@k for every k any model has, before maj@n
             rows += [[f"pass@{esc(k)} (sampled)"] + [fmt(get(m.agg, "sampling", "pass@k", k), "pct")
                                                       for m in ctx.models] for k in ks]

@@ -12,12 +12,10 @@ sample browser (report/samples.py). The file is self-contained — inline CSS, o
 Content-Security-Policy that forbids every network request — readable at 390 px, printable, and kept under
 ``max_bytes`` (10 MB) by halving the samples shown per model until it fits.
 
-Deviations from issue 8:
-1. When a run stored no reward-hack probe report (``grpo/reward_audit.json``), the report runs the probes itself
-   with the recipe's GRPO rewards on a few held-out items (a few seconds; ``score_rewards=False`` skips it, and the
-   rewards shown in the sample browser with it).
-2. The run's data statistics that the data stage did not store (synthetic tasks) are computed by the report from
-   the first 20,000 training records.
+The report reads what the run stored and never runs a model or a reward: the probe table is the GRPO stage's
+``grpo/reward_probes.json``, the samples' reward scores are the audit stage's. One deviation: the run's data
+statistics that the data stage did not store (synthetic tasks) are computed by the report from the first 20,000
+training records.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from thinktune.report.auditview import audit_section
 from thinktune.report.diagnose import Finding, diagnose
 from thinktune.report.load import ReportError, load_run
 from thinktune.report.markup import Ctx, esc, make_ctx
-from thinktune.report.samples import samples_section, score_rewards
+from thinktune.report.samples import samples_section
 from thinktune.report.sections import (
     data_section,
     probes_section,
@@ -49,9 +47,6 @@ MAX_BYTES = 10_000_000  # the issue's limit for one report file
 @dataclass
 class ReportOptions:
     samples_per_model: int = 200  # held-out items per model in the sample browser (halved until the file fits)
-    score_rewards: bool = True  # score the shown samples with the run's GRPO rewards, run missing hack probes
-    reward_workers: int = 2  # worker processes for that scoring (0 = in-process, no isolation)
-    reward_deadline: float = 10.0  # seconds per reward call
     max_bytes: int = MAX_BYTES
 
 
@@ -76,8 +71,6 @@ def build_report(run_dirs: Sequence[str | Path], options: ReportOptions | None =
         raise ReportError("no run directory given")
     runs = [load_run(p) for p in run_dirs]
     ctx = make_ctx(runs)
-    if opts.score_rewards:
-        score_rewards(ctx, opts.samples_per_model, opts.reward_workers, opts.reward_deadline)
     findings = [f for run in runs for f in diagnose(run)]
     fixed = {"warnings": warnings_section(ctx, findings), "summary": summary_section(ctx), "data": data_section(ctx),
              "training": training_section(ctx), "audit": audit_section(ctx), "probes": probes_section(ctx)}

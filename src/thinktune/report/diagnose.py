@@ -4,7 +4,7 @@
 
 1. ``faithfulness_fell`` — a later model of the run is more accurate on the held-out items than the model it was
    trained from, while its reasoning matters less: the early-answering AOC or the inserted-mistakes AOC fell, or
-   the information gain per step fell (METHODS.md §6, §7). Accuracy bought with reasoning that no longer carries
+   the information gain per step fell (docs/METHODS.md). Accuracy bought with reasoning that no longer carries
    the answer (Lanham et al., arXiv 2307.13702; Lobo et al., arXiv 2411.15382; InfoGain after SFT, arXiv
    2506.02126).
 2. ``abstention_fell`` — abstention recall on unanswerable variants fell from one model to the next (training on
@@ -12,7 +12,7 @@
 3. ``reward_hacking`` — the GRPO training reward rose while held-out accuracy did not (the periodic
    ``eval_accuracy`` curve when the stage logged one, else the audit accuracy against the stage's input model).
 4. ``no_learning_signal`` — almost every GRPO group had identical rewards, so advantages were zero and the policy
-   did not move (DESIGN.md: e.g. answer tags registered as special tokens and decoded away).
+   did not move (e.g. answer tags registered as special tokens and decoded away; docs/ARCHITECTURE.md).
 5. ``reward_failures`` — reward functions raised or timed out during GRPO (masked like None, so they shrink the
    signal silently).
 6. ``gain_not_significant`` / ``accuracy_fell`` — a training stage's change in held-out accuracy against the model
@@ -140,8 +140,8 @@ def _grpo(run: RunData) -> list[Finding]:
     rows = run.metrics.get("grpo", [])
     rewards = [(r["step"], float(r["reward"])) for r in rows if _num(r.get("reward")) is not None]
     t = trend([v for _, v in rewards])
-    weights = [abs(float(s.get("weight", 1.0))) for s in (get(run.recipe, "grpo", "rewards") or [])
-               if isinstance(s, dict)]
+    grpo = run.recipe.grpo if run.recipe is not None else None
+    weights = [abs(s.weight) for s in (grpo.rewards if grpo is not None else [])]
     scale = sum(weights) or 1.0
     if t is not None and t[1] - t[0] >= REWARD_RISE * scale:
         acc = _held_out_change(run)
@@ -160,7 +160,7 @@ def _grpo(run: RunData) -> list[Finding]:
             f"{sum(zero) / len(zero):.0%} of prompt groups had identical rewards on average over {len(zero)} logged "
             "steps, so their advantages were zero."
             + (" Every reward was 0: the model never produced a rewarded completion (too weak a starting model, "
-               "or answer tags registered as special tokens and decoded away — DESIGN.md)." if all_zero else
+               "or answer tags registered as special tokens and decoded away)." if all_zero else
                " Raise samples_per_prompt or temperature, or use easier prompts.")))
     outcomes = get(run.manifest, "stages", "grpo", "result", "reward_outcomes") or {}
     bad = {fn: int(c.get("error", 0)) + int(c.get("timeout", 0)) for fn, c in outcomes.items() if isinstance(c, dict)}

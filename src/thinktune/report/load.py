@@ -1,4 +1,4 @@
-"""Read a run directory (DESIGN.md layout) into one :class:`RunData` for the report; every part is optional.
+"""Read a run directory (context.py's layout) into one :class:`RunData` for the report; every part is optional.
 
 ``load_run(path)`` never fails on a partial run: missing files leave their field empty (the report omits that
 section), unreadable ones are listed in ``problems`` (shown in the report) instead of raising. Only a path that
@@ -6,7 +6,9 @@ is not a run directory at all (no manifest.json, recipe.yaml or audit/) raises :
 
 Large files are read with limits: metrics.jsonl fully (a few rows per logged step), examples.jsonl fully (one row
 per held-out item), GRPO ``completions/step-N.jsonl`` only for a few steps spread over the run (the sample browser
-shows a subsample; build.py decides how many).
+shows a subsample; build.py decides how many). The report only reads: the held-out samples' reward scores
+(``examples.jsonl`` ``rewards``, stored by the audit stage) and the reward-hacking probe report
+(``grpo/reward_probes.json``, stored by the GRPO stage) are shown as the run stored them.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from thinktune.config import MODEL_STAGES
+from thinktune.config import MODEL_STAGES, TRAINING_STAGES, Recipe
+from thinktune.context import MANIFEST_FILE, RECIPE_FILE, RESULTS_FILE, read_run_recipe
 from thinktune.errors import ThinktuneError
-from thinktune.safe_yaml import YamlError, load_yaml_file
+from thinktune.rewards.probes import PROBES_FILE
 
-TRAINING_STAGES = ("sft", "grpo", "dpo")  # stages whose metrics.jsonl is drawn as training curves
 ROLLOUT_STEPS = 3  # GRPO completion files read: first, middle, last logged step
 
 
@@ -42,14 +43,14 @@ class RunData:
     root: Path
     name: str
     manifest: dict[str, Any] = field(default_factory=dict)
-    recipe: dict[str, Any] = field(default_factory=dict)  # resolved recipe.yaml
+    recipe: Recipe | None = None  # the resolved recipe.yaml (None when missing or no longer valid)
     stats: dict[str, Any] | None = None  # data/stats.json
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # stage -> metrics.jsonl rows
     effective: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> effective_config.json
     audits: dict[str, ModelAudit] = field(default_factory=dict)  # model stage -> audit, in pipeline order
     comparison: dict[str, Any] | None = None  # audit/comparison.json
     results: dict[str, Any] | None = None  # results.json
-    probes: dict[str, Any] | None = None  # a stored reward-hack probe report (ProbeReport.to_dict())
+    probes: dict[str, Any] | None = None  # the stored reward-hacking probe report (ProbeReport.to_dict())
     rollouts: list[dict[str, Any]] = field(default_factory=list)  # GRPO completions of a few steps
     problems: list[str] = field(default_factory=list)  # files that exist but could not be read
 
@@ -99,18 +100,18 @@ def load_run(path: str | Path) -> RunData:
     root = Path(path)
     if not root.is_dir():
         raise ReportError(f"{root}: not a directory")
-    if not any((root / f).exists() for f in ("manifest.json", "recipe.yaml", "audit", "results.json")):
-        raise ReportError(f"{root}: not a run directory (no manifest.json, recipe.yaml or audit/)")
+    if not any((root / f).exists() for f in (MANIFEST_FILE, RECIPE_FILE, "audit", RESULTS_FILE)):
+        raise ReportError(f"{root}: not a run directory (no {MANIFEST_FILE}, {RECIPE_FILE} or audit/)")
     problems: list[str] = []
-    manifest = _json(root / "manifest.json", problems) or {}
-    recipe: dict[str, Any] = {}
-    if (root / "recipe.yaml").is_file():
+    manifest = _json(root / MANIFEST_FILE, problems) or {}
+    recipe = None
+    if (root / RECIPE_FILE).is_file():
         try:
-            recipe = load_yaml_file(root / "recipe.yaml", "run recipe") or {}
-        except YamlError as e:
-            problems.append(f"{root / 'recipe.yaml'}: unreadable ({e.__class__.__name__})")
-    run = RunData(root=root, name=str(manifest.get("name") or recipe.get("name") or root.name), manifest=manifest,
-                  recipe=recipe if isinstance(recipe, dict) else {}, problems=problems)
+            recipe = read_run_recipe(root)
+        except (OSError, ThinktuneError) as e:
+            problems.append(str(e).splitlines()[0] if str(e) else f"{root / RECIPE_FILE}: unreadable")
+    run = RunData(root=root, name=str(manifest.get("name") or (recipe.name if recipe else None) or root.name),
+                  manifest=manifest, recipe=recipe, problems=problems)
     run.stats = _json(root / "data" / "stats.json", problems)
     for stage in TRAINING_STAGES:
         rows = read_jsonl(root / stage / "metrics.jsonl", problems)
@@ -121,9 +122,9 @@ def load_run(path: str | Path) -> RunData:
             run.effective[stage] = eff
     run.audits = _load_audits(root / "audit", run.name, problems)
     run.comparison = _json(root / "audit" / "comparison.json", problems)
-    run.results = _json(root / "results.json", problems)
-    for candidate in (root / "grpo" / "reward_audit.json", root / "reward_audit.json"):
-        run.probes = run.probes or _json(candidate, problems)
+    run.results = _json(root / RESULTS_FILE, problems)
+    run.probes = (_json(root / "grpo" / PROBES_FILE, problems)
+                  or _json(root / "grpo" / "reward_audit.json", problems))  # its name before the probe rename
     run.rollouts = _load_rollouts(root / "grpo" / "completions", problems)
     return run
 

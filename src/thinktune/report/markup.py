@@ -102,7 +102,6 @@ class Ctx:
     runs: list[RunData]
     names: list[str] = field(default_factory=list)  # unique run names
     models: list[Model] = field(default_factory=list)
-    sample_rewards: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # label -> id -> fn
 
     @property
     def multi(self) -> bool:

@@ -1,10 +1,10 @@
-"""The sample browser (question, reasoning, answer, rewards, verdict per model) and the reward scoring behind it.
+"""The sample browser: question, reasoning, answer, rewards and verdict per model, as the run stored them.
 
 - ``choose_ids``: at most ``per_model`` held-out items, evenly spread over the audit's item order; every model of
   a run shows the same items so they can be compared one by one.
-- ``score_rewards``: the chosen completions are scored with the run's GRPO rewards (same isolated runner as
-  training, rewards/runner.py), and the reward-hack probes (rewards/probes.py) are run when the run stored no probe
-  report. A reward that cannot be loaded (a user module missing here) is reported, never fatal.
+- Rewards: a held-out sample shows the GRPO reward scores the audit stage stored with it (``examples.jsonl``
+  ``rewards``); a GRPO training completion the scores the GRPO stage logged (``completions/step-N.jsonl``). The
+  report scores nothing itself.
 - ``samples_section``: server-rendered cards (readable and printable without JavaScript); the page's one script
   filters them by model, verdict and text.
 
@@ -14,17 +14,13 @@ Long texts are clipped (``TEXT_LIMIT``) so a run of giant completions still fits
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from thinktune.report.markup import Ctx, clip, esc, fmt, section
 
-log = logging.getLogger(__name__)
-
 TEXT_LIMIT = 4000  # characters of a reasoning / completion shown per sample
 ROLLOUTS_PER_RUN = 48  # GRPO training completions shown per run
-PROBE_ITEMS = 8  # held-out items the reward-hack probes are built from when the run stored no probe report
 VERDICTS = ("correct", "wrong", "abstained", "none", "ungraded")
 
 
@@ -56,70 +52,6 @@ def find_records(path: Path, wanted: set[str]) -> dict[str, Any]:
                 if len(found) == len(wanted):
                     break
     return found
-
-
-def score_rewards(ctx: Ctx, per_model: int, workers: int = 2, deadline: float = 10.0) -> None:
-    """Fill ``ctx.sample_rewards`` and missing ``run.probes`` using each run's GRPO reward specs."""
-    from thinktune.config import FormatConfig, RewardSpec
-    from thinktune.errors import ThinktuneError
-    from thinktune.formatting import CompletionFormat
-
-    for i, run in enumerate(ctx.runs):
-        raw = (run.recipe.get("grpo") or {}).get("rewards") if isinstance(run.recipe.get("grpo"), dict) else None
-        models = ctx.models_of(i)
-        if not raw or not models:
-            continue
-        try:
-            specs = [RewardSpec.model_validate(s) for s in raw]
-            fmt_cfg = CompletionFormat(**FormatConfig.model_validate(run.recipe.get("format") or {}).model_dump())
-        except ValueError as e:
-            run.problems.append(f"rewards not scored: the recipe's grpo.rewards are invalid ({e})")
-            continue
-        chosen = {m.label: set(choose_ids(m.rows, per_model)) for m in models}
-        records = find_records(run.root / "data" / "eval.jsonl", set().union(*chosen.values()))
-        try:
-            _score_run(ctx, i, specs, fmt_cfg, chosen, records, workers, deadline)
-        except (ThinktuneError, ValueError, OSError) as e:
-            run.problems.append(f"rewards not scored: {e}")
-
-
-def _score_run(ctx: Ctx, i: int, specs, fmt_cfg, chosen: dict[str, set[str]], records: dict[str, Any], workers: int,
-               deadline: float) -> None:
-    from thinktune.rewards.runner import RewardRunner
-
-    run = ctx.runs[i]
-    with RewardRunner(specs, fmt_cfg, max_error_fraction=1.0, workers=workers, deadline=deadline, cache=False) as rr:
-        for m in ctx.models_of(i):
-            rows = [r for r in m.rows if str(r.get("id")) in chosen[m.label] and str(r.get("id")) in records
-                    and isinstance(r.get("completion"), str)]
-            if not rows:
-                continue
-            texts = [r["completion"] for r in rows]
-            recs = [records[str(r["id"])] for r in rows]
-            per_fn = [rr.evaluate(j, texts, recs) for j in range(len(specs))]
-            ctx.sample_rewards[m.label] = {
-                str(r["id"]): {name: _outcome(per_fn[j][k]) for j, name in enumerate(rr.names)}
-                for k, r in enumerate(rows)}
-        if run.probes is None:
-            from thinktune.data.records import read_records
-            from thinktune.rewards.probes import audit_rewards
-
-            eval_path = run.root / "data" / "eval.jsonl"
-            if eval_path.is_file():
-                items = read_records(eval_path)[: PROBE_ITEMS * 4]
-                try:
-                    run.probes = audit_rewards(specs, items, fmt_cfg, runner=rr, max_items=PROBE_ITEMS).to_dict()
-                    run.probes["computed_by_report"] = True
-                except ValueError as e:
-                    run.problems.append(f"reward-hack probes not run: {e}")
-
-
-def _outcome(o: Any) -> float | str | None:
-    if o is None:
-        return "skipped"
-    if o.status == "ok":
-        return o.value
-    return None if o.status == "none" else o.status
 
 
 def verdict(row: dict[str, Any]) -> str:
@@ -180,6 +112,11 @@ def _card(row: dict[str, Any], rewards: dict[str, Any] | None, fmt_cfg, extra: s
             f'<span class="id">{esc(row.get("id", ""))}</span></summary><dl>{"".join(parts)}</dl></details>')
 
 
+def _stored_rewards(row: dict[str, Any]) -> dict[str, Any] | None:
+    rewards = row.get("rewards")
+    return rewards if isinstance(rewards, dict) else None
+
+
 def _rollout_verdict(rewards: dict[str, Any] | None) -> str:
     c = (rewards or {}).get("correct")
     if isinstance(c, (int, float)):
@@ -188,13 +125,7 @@ def _rollout_verdict(rewards: dict[str, Any] | None) -> str:
 
 
 def _fmt_of(run) -> Any:
-    from thinktune.config import FormatConfig
-    from thinktune.formatting import CompletionFormat
-
-    try:
-        return CompletionFormat(**FormatConfig.model_validate(run.recipe.get("format") or {}).model_dump())
-    except ValueError:
-        return None
+    return run.recipe.format.completion_format() if run.recipe is not None else None
 
 
 def samples_section(ctx: Ctx, per_model: int, limit: int | None = None) -> str:
@@ -206,8 +137,8 @@ def samples_section(ctx: Ctx, per_model: int, limit: int | None = None) -> str:
         for m in ctx.models_of(i):
             ids = choose_ids([{"id": x} for x in choose_ids(m.rows, per_model)], limit)  # a subset of the scored
             by_id = {str(r.get("id")): r for r in m.rows}
-            rewards = ctx.sample_rewards.get(m.label, {})
-            cards = [_card(by_id[x], rewards.get(x), fmt_cfg, is_open=j == 0) for j, x in enumerate(ids) if x in by_id]
+            cards = [_card(by_id[x], _stored_rewards(by_id[x]), fmt_cfg, is_open=j == 0) for j, x in enumerate(ids)
+                     if x in by_id]
             if not cards:
                 continue
             options.append(m.label)
@@ -241,8 +172,8 @@ def samples_section(ctx: Ctx, per_model: int, limit: int | None = None) -> str:
                 '<input id="sb-q" type="search" placeholder="search question, reasoning, answer, id" '
                 'aria-label="search"><span id="sb-count" class="muted"></span></div>')
     note = (f'<p class="note">Up to {limit} held-out items per model, evenly spread over the audit\'s items (the '
-            "same items for every model of a run); rewards are the run's GRPO rewards scored by the report. Texts "
-            f"longer than {TEXT_LIMIT:,} characters are clipped.</p>")
+            "same items for every model of a run); rewards are the run's GRPO rewards, scored by the audit stage. "
+            f"Texts longer than {TEXT_LIMIT:,} characters are clipped.</p>")
     return section("samples", "Samples", note + controls + "".join(panels))
 
 

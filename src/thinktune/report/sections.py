@@ -10,10 +10,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from thinktune.report.charts import PALETTE, Series, bar_rows, fmt_num, histogram, line_chart
+from thinktune.report.charts import (
+    PALETTE,
+    Series,
+    bar_rows,
+    fmt_num,
+    histogram,
+    line_chart,
+)
 from thinktune.report.diagnose import Finding, get
 from thinktune.report.load import TRAINING_STAGES, RunData
-from thinktune.report.markup import Ctx, esc, fmt, kpis, kv_table, num, pct, section, table
+from thinktune.report.markup import (
+    Ctx,
+    esc,
+    fmt,
+    kpis,
+    kv_table,
+    num,
+    pct,
+    section,
+    table,
+)
 
 STATS_ROWS = 20_000  # records read to compute data statistics a run did not store
 
@@ -89,10 +106,12 @@ def summary_section(ctx: Ctx) -> str:
         facts += [(k, esc(v)) for k, v in hw.items() if v is not None]
         facts += [(k, esc(v)) for k, v in versions.items()]
         out.append(f"<details><summary>hardware and versions</summary>{kv_table(facts)}</details>")
-        if run.recipe:
+        if run.recipe is not None:
             import yaml
 
-            text = yaml.safe_dump(run.recipe, sort_keys=False)
+            from thinktune.config import resolved_dict
+
+            text = yaml.safe_dump(resolved_dict(run.recipe), sort_keys=False)
             out.append(f"<details><summary>resolved recipe</summary><pre>{esc(text)}</pre></details>")
     if ctx.models:
         rows = [(mo.label, num(mo.agg.get("accuracy")), _ci(mo.agg.get("accuracy_ci95")), mo.color)
@@ -286,8 +305,8 @@ def probes_section(ctx: Ctx) -> str:
             out.append(f'<p class="note">{esc(note)}</p>')
     if not out:
         return ""
-    intro = ('<p class="note">Adversarial completions built from held-out items and scored with the run\'s GRPO '
-             "rewards (rewards/probes.py). Rule A: a probe that does not name the gold uniquely earns no more than "
-             "the honest wrong answer; rule B: a probe that breaks format or reasoning earns less than the honest "
-             "correct one. <i>unguarded</i>: no reward defends that property.</p>")
+    intro = ('<p class="note">Adversarial completions built from training items and scored with the run\'s GRPO '
+             "rewards by the GRPO stage before it trained (rewards/probes.py). Rule A: a probe that does not name the "
+             "gold uniquely earns no more than the honest wrong answer; rule B: a probe that breaks format or "
+             "reasoning earns less than the honest correct one. <i>unguarded</i>: no reward defends that property.</p>")
     return section("probes", "Reward-hack probes", intro + "".join(out))

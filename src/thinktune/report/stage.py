@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from thinktune.context import StageContext
 from thinktune.report.build import ReportOptions, write_report
 
 
-def run(run, resume: bool) -> dict[str, Any]:
-    cfg = run.recipe.report
-    opts = ReportOptions() if cfg is None else ReportOptions(samples_per_model=cfg.samples_per_model,
-                                                              score_rewards=cfg.score_rewards)
-    out = run.root / "report.html"
-    info = write_report([run.root], out, opts)
+def run_stage(ctx: StageContext) -> dict[str, Any]:
+    out = ctx.output_path("report")
+    info = write_report([ctx.root], out, ReportOptions(samples_per_model=ctx.config.samples_per_model))
     return {"path": str(out), "bytes": info.bytes, "sections": info.sections,
             "warnings": [f"{w.kind}: {w.title}" for w in info.warnings], "samples_per_model": info.samples_per_model}

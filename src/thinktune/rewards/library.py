@@ -1,4 +1,5 @@
-"""Built-in reward functions: pure per-sample functions of one completion and its record (STYLE.md rule 4).
+"""Built-in reward functions: pure per-sample functions of one completion and its record (docs/ARCHITECTURE.md,
+"Conventions").
 
 Each returns a float, or ``None`` for "not applicable" (masked by TRL, counted by thinktune), never a silent 0.
 Settings travel with the reward in the recipe (``grpo.rewards: [{fn: cosine_length, weight: 0.5, kwargs:
@@ -12,7 +13,7 @@ callable for use outside thinktune::
 =================  =========================================================================================
 name               what it pays, and its source
 =================  =========================================================================================
-``correct``        1.0 when the extracted answer is equivalent to the gold (rewards/answers.py), else 0.0; None
+``correct``        1.0 when the extracted answer is equivalent to the gold (data/answers.py), else 0.0; None
                    when the gold is unusable or the item is unanswerable. With the default answer-tag extractor
                    the completion must also be well formed (``require_format``), as in DeepSeek-R1's rule reward
                    ("the answer in a specified format", arXiv 2501.12948 §2.2.2) and Dr. GRPO's grader (arXiv
@@ -31,7 +32,7 @@ name               what it pays, and its source
 ``repetition``     N-gram repetition penalty (Yeo et al. 2502.03373; open-r1 ``get_repetition_penalty_reward``):
                    ``max_penalty × (1 − unique n-grams / n-grams)`` of the reasoning.
 ``language``       Share of target-language words in the reasoning (DeepSeek-R1 language consistency,
-                   arXiv 2501.12948 §2.3.3); METHODS.md §5.1.
+                   arXiv 2501.12948 §2.3.3).
 ``abstain``        On an unanswerable record (``answerable: false``) an abstention ("I don't know") earns
                    ``reward``; on an answerable one it costs ``penalty`` (AbstentionBench, arXiv 2506.09038: reasoning
                    fine-tuning loses abstention; this is the counterweight). Answers earn 0 either way.
@@ -49,7 +50,7 @@ Deviations, each deliberate (the hack probes in rewards/probes.py are what they 
    uses −10 with rewards in ±1; a smaller floor keeps the scale).
 3. ``language`` decides a word's language by its script (Latin, Han, Kana, Hangul, Cyrillic, …), offline and without
    a model: it tells Chinese from English but not French from English. Numbers and LaTeX are not words; a reasoning
-   with no words scores None (METHODS.md §5.1).
+   with no words scores None (not applicable).
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from thinktune.data.answers import extract_answer, grade, is_abstention
 from thinktune.data.records import Record
 from thinktune.errors import StageError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
-from thinktune.rewards.answers import extract_answer, grade, is_abstention
 
 RewardFn = Callable[..., float | None]
 

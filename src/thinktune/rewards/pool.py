@@ -7,7 +7,7 @@ back one outcome per item, so the parent times every call on its own::
     with WorkerPool(n_workers=2, deadline=10.0) as pool:
         outcomes = pool.run_items("correct", {"extractor": "boxed"}, [(text, record_json), ...])
 
-Why processes, and why this shape (RELIABILITY.md §5):
+Why processes, and why this shape (docs/ARCHITECTURE.md, "Reward isolation"):
 
 1. Math-Verify's timeout is ``signal.alarm``: it only works in a main thread and cannot interrupt C code
    (huggingface/Math-Verify#65). Each worker runs calls in its *main* thread, so that timeout is the first line of
@@ -40,7 +40,7 @@ from typing import Any
 from thinktune.errors import StageError
 
 WARM_IMPORTS = ("thinktune.rewards.library", "math_verify", "sympy")  # imported before a worker reports ready
-WARM_UP = "thinktune.rewards.answers:warm_up"  # then called once, so the first real call is not the slow one
+WARM_UP = "thinktune.data.answers:warm_up"  # then called once, so the first real call is not the slow one
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ references and a battery of probes in the recipe's completion template:
   / duplicated think block, text before the reasoning or after the answer, the answer outside its block, the
   answer block repeated, the reasoning repeated, a giant output, reasoning in the wrong language.
 
-The rule (issue 3; RELIABILITY.md §9), on the *total* reward Σ weightᵢ·rewardᵢ with None counted as 0 (TRL sums
+The rule (docs/METHODS.md, "Reward hacking"), on the *total* reward Σ weightᵢ·rewardᵢ with None counted as 0 (TRL sums
 rewards with ``nansum``):
 
 A. a probe whose answer is not uniquely the gold earns **no more** than the honest wrong completion;
@@ -24,9 +24,9 @@ completion, and must earn *less* when one of the rewards claims that property (i
 declare theirs in rewards/library.py). An equal score there is reported as "unguarded", not as a violation. A
 reward that raises or times out on a probe is a violation (it would be masked in training, which is a hole).
 
-Run it with ``thinktune rewards audit RECIPE`` (or ``--rewards correct,format``), or from code::
+Run it with ``thinktune rewards probe RECIPE`` (or ``--rewards correct,format``), or from code::
 
-    report = audit_rewards(cfg.rewards, records, fmt)      # the GRPO stage calls this before training
+    report = probe_rewards(cfg.rewards, records, fmt)      # the GRPO stage calls this before training
     if report.violations: raise StageError(report.summary())
 
 Deviations / choices:
@@ -46,13 +46,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from thinktune.data.answers import as_number, boxed_contents, grade
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat
-from thinktune.rewards.answers import as_number, boxed_contents, grade
 from thinktune.rewards.library import resolve, split_words
 
+PROBES_FILE = "reward_probes.json"  # where the GRPO stage stores the report (grpo/reward_probes.json)
 ALWAYS_STRICT = frozenset({"format", "reasoning"})
 GIANT_CHARS = 100_000  # giant probes exceed this many characters (and 1.5 × any max_len a reward is given)
 _FALLBACK_TRACE = "Let me read the question carefully.\nI work through it step by step and check the result."
@@ -219,7 +221,7 @@ def build_probes(record: Record, fmt: CompletionFormat = DEFAULT_FORMAT, *, gian
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the audit
+# the check
 
 
 @dataclass
@@ -261,9 +263,9 @@ class ProbeReport:
 
     def summary(self, limit: int = 5) -> str:
         if self.ok:
-            return f"reward audit passed: {len(self.rows)} probes × {self.items} items, no probe beats the rule"
+            return f"reward probes passed: {len(self.rows)} probes × {self.items} items, no probe beats the rule"
         bad = sorted({v.probe for v in self.violations})
-        lines = [f"reward audit failed: {len(self.violations)} violation(s) in probe(s) {', '.join(bad)}"]
+        lines = [f"reward probes failed: {len(self.violations)} violation(s) in probe(s) {', '.join(bad)}"]
         for v in self.violations[:limit]:
             lines.append(f"  {v.probe} on {v.record_id}: rule {v.rule}, earned {v.earned:.3f} vs "
                          f"reference {v.reference:.3f}{' — ' + v.detail if v.detail else ''}")
@@ -292,7 +294,7 @@ def _giant_chars(specs: Sequence[Any]) -> int:
     return int(max([GIANT_CHARS] + [1.5 * c + 1 for c in caps]))
 
 
-def audit_rewards(specs: Sequence[Any], records: Iterable[Record], fmt: CompletionFormat = DEFAULT_FORMAT, *,
+def probe_rewards(specs: Sequence[Any], records: Iterable[Record], fmt: CompletionFormat = DEFAULT_FORMAT, *,
                   runner: Any = None, max_items: int = 16, workers: int = 2, deadline: float = 10.0,
                   tolerance: float = 1e-9) -> ProbeReport:
     """Score every probe of up to ``max_items`` records under ``specs`` and check the rule (module docstring).
@@ -407,6 +409,32 @@ def audit_rewards(specs: Sequence[Any], records: Iterable[Record], fmt: Completi
 
 
 def default_items() -> list[Record]:
-    """Real items shipped with thinktune for audits without data: GSM8K test and MATH-500 excerpts (MIT)."""
+    """Real items shipped with thinktune for probing rewards without data: GSM8K test and MATH-500 excerpts (MIT)."""
     text = resources.files("thinktune.rewards").joinpath("probe_items.jsonl").read_text(encoding="utf-8")
     return [Record.model_validate(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def probe_items(recipe: Any, data: Path | None, n: int) -> tuple[list[Record], str]:
+    """Items to build probes from, and where they came from: ``data`` if given, else the recipe's run's training
+    data, its task (``n`` items), its ``train_file``, and finally the built-in GSM8K / MATH-500 items."""
+    from thinktune.data.records import read_records
+
+    if data is not None:
+        return read_records(data), str(data)
+    if recipe is not None:
+        train = recipe.run_dir() / "data" / "train.jsonl"
+        if train.is_file():
+            return read_records(train), str(train)
+        if recipe.data.task is not None:
+            from thinktune.data.tasks import get_task
+            from thinktune.rewards.library import RewardError
+
+            task = recipe.data.task
+            try:
+                items = get_task(task.name).generate(n, recipe.seed, **task.knobs)
+            except (KeyError, ValueError) as e:
+                raise RewardError(f"cannot build probe items from data.task: {e}") from None
+            return items, f"task {task.name} (seed {recipe.seed})"
+        if recipe.data.train_file:
+            return read_records(recipe.data.train_file), recipe.data.train_file
+    return default_items(), "built-in GSM8K / MATH-500 items"

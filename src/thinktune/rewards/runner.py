@@ -8,7 +8,7 @@
         trainer = GRPOTrainer(..., reward_funcs=rewards.trl_functions(), args=GRPOConfig(reward_weights=rewards.weights))
         trainer.train()
 
-Design (RELIABILITY.md §5.3, STYLE.md §7):
+Design (docs/ARCHITECTURE.md, "Reward isolation"):
 
 1. Every reward runs in a persistent pool of spawned worker processes (:mod:`thinktune.rewards.pool`) with a
    per-call ``deadline``; a hung call is abandoned and its worker killed and replaced. ``workers=0`` runs
@@ -212,6 +212,26 @@ class RewardRunner:
             log.warning("reward %r: %d of %d completions failed (%d timeouts)", name, failed, n, tally["timeout"])
         return [o.value if o is not None and o.status == "ok" else None for o in outcomes]
 
+    def score_all(self, completions: Sequence[str], records: Sequence[Record], chunk: int = 256,
+                  on_advance: Callable[[int], None] | None = None) -> list[list[float | None]]:
+        """Every reward's scores of every completion (one list per reward), ``chunk`` completions per call."""
+        columns: list[list[float | None]] = []
+        for i in range(len(self.specs)):
+            values: list[float | None] = []
+            for start in range(0, len(records), chunk):
+                part = slice(start, start + chunk)
+                values += self.score(i, completions[part], records[part])
+                if on_advance is not None:
+                    on_advance(len(completions[part]))
+            columns.append(values)
+        return columns
+
+    def outcomes(self, completions: Sequence[str], records: Sequence[Record]) -> list[dict[str, float | str | None]]:
+        """Per completion, every reward's value, or what happened instead ("error", "timeout", None when the reward
+        abstains) — what the audit stage stores next to each held-out sample and the report shows."""
+        per_fn = [self.evaluate(j, completions, records) for j in range(len(self.specs))]
+        return [{name: _shown(per_fn[j][k]) for j, name in enumerate(self.names)} for k in range(len(completions))]
+
     def total_counts(self) -> dict[str, dict[str, int]]:
         """Outcome counts per function, summed over all processes (``run --processes N``: call it on every rank;
         rank 0 gets the sum, the others their own counts). One process: ``counts`` as plain dicts."""
@@ -270,6 +290,33 @@ class RewardRunner:
         self.completions_dir.mkdir(parents=True, exist_ok=True)
         with open(self.completions_dir / f"step-{step:06d}.jsonl", "a", encoding="utf-8") as fh:
             fh.writelines(row for part in gathered for row in part)
+
+
+def _shown(o: Outcome | None) -> float | str | None:
+    if o is None:
+        return "skipped"
+    if o.status == "ok":
+        return o.value
+    return None if o.status == "none" else o.status
+
+
+def read_scored_rows(path: Path) -> tuple[list[Record], list[str]]:
+    """Rows of a JSONL file that are a canonical record plus a ``completion`` field (``thinktune rewards score``)."""
+    from thinktune.data.records import DataError, iter_jsonl, parse_record
+
+    records, completions = [], []
+    for line, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}")
+        obj = dict(obj)
+        completion = obj.pop("completion", None)
+        if not isinstance(completion, str):
+            raise DataError(path, line, "completion", "missing or not a string (each row is a record + completion)")
+        records.append(parse_record(obj, path, line))  # several completions of one record may share its id
+        completions.append(completion)
+    if not records:
+        raise DataError(path, None, None, "no rows")
+    return records, completions
 
 
 def _parse_record(record: Record | str) -> Record:

@@ -11,24 +11,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from thinktune.context import StageContext
 from thinktune.data.records import read_records
-from thinktune.formatting import CompletionFormat, render
+from thinktune.formatting import render
 from thinktune.io import atomic_write_text, commit_dir, staging_dir
-from thinktune.models import build_tiny, count_parameters, load_model
-from thinktune.run import Run
-from thinktune.stages.setup import MODEL_META, save_final
+from thinktune.models import MODEL_META, build_tiny, count_parameters, load_model
+from thinktune.stages.setup import save_final
 
 
-def run(run: Run, resume: bool) -> dict[str, Any]:
-    recipe = run.recipe
-    target = run.output_path("base")
+def run_stage(ctx: StageContext) -> dict[str, Any]:
+    recipe = ctx.recipe
+    target = ctx.output_path("base")
     if recipe.model.tiny is not None:
-        fmt = CompletionFormat(**recipe.format.model_dump())
-        records = read_records(run.output_path("data") / "train.jsonl")
+        fmt = ctx.fmt
+        records = read_records(ctx.data_file("train"))
         corpus = ["<|user|>\n<|assistant|>\n<|system|>\n", recipe.model.instruction or ""]
         corpus += [r.question + "\n" + render(r.reasoning, r.answer, fmt) for r in records[:5000]]
         model, tokenizer = build_tiny(recipe.model.tiny, corpus, seed=recipe.seed)
-        save_final(model, tokenizer, run.stage_dir("base"), input_final=None)
+        save_final(model, tokenizer, ctx.dir, input_final=None)
         return {"parameters": count_parameters(model), "vocab": len(tokenizer), "built": "tiny"}
     model, tokenizer = load_model(recipe.model)
     tmp = staging_dir(target)

@@ -1,10 +1,10 @@
 """Trainer callbacks shared by the training stages: committed checkpoints, metrics.jsonl, progress.
 
-Committed checkpoints (RELIABILITY.md §2): the Trainer writes ``checkpoint-N/`` in place; after it returns,
-rank 0 writes ``checkpoint-N/COMMITTED`` (fsync) and atomically replaces the stage's ``LATEST`` pointer. Only
-committed checkpoints are ever resumed from, so a kill during a save leaves a directory that is ignored (and
-deleted on the next start). Retention happens after the commit, never inside the save (the Trainer's own
-rotation is turned off with ``save_total_limit=None``).
+Committed checkpoints (docs/ARCHITECTURE.md, "Crash safety and exact resume"): the Trainer writes ``checkpoint-N/`` in
+place; after it returns, rank 0 writes ``checkpoint-N/COMMITTED`` (fsync) and atomically replaces the stage's ``LATEST``
+pointer. Only committed checkpoints are ever resumed from, so a kill during a save leaves a directory that is ignored
+(and deleted on the next start). Retention happens after the commit, never inside the save (the Trainer's own rotation
+is turned off with ``save_total_limit=None``).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class ProgressBar(TrainerCallback):
 class HeldOutAccuracy(TrainerCallback):
     """Greedy accuracy on a small held-out set every ``every`` steps (and at the end), logged to metrics.jsonl.
 
-    Uses the same generation and grader as the audit (generation.py, rewards/answers.py), so the curve is
+    Uses the same generation and grader as the audit (generation.py, data/answers.py), so the curve is
     comparable with the final audit numbers.
     """
 
@@ -150,9 +150,9 @@ class HeldOutAccuracy(TrainerCallback):
     def _evaluate(self, model, step: int) -> None:
         import torch
 
+        from thinktune.data.answers import grade
         from thinktune.formatting import parse_completion
         from thinktune.generation import SamplingParams, generate_texts
-        from thinktune.rewards.answers import grade
 
         if step == self._last:
             return
@@ -218,7 +218,7 @@ class StopAtAccuracy(HeldOutAccuracy):
 class NonFiniteGuard(TrainerCallback):
     """Skip the optimizer step when any gradient is NaN/inf; stop after ``max_consecutive`` such steps in a row.
 
-    RELIABILITY.md §4: transformers only hides NaN losses in the logs, and zeroing the gradients is not enough
+    transformers only hides NaN losses in the logs, and zeroing the gradients is not enough
     (AdamW's moment updates and decoupled weight decay would still move the weights), so the whole
     ``optimizer.step()`` is skipped. The LR scheduler still advances (the step counts as taken), which keeps a
     resumed run's schedule identical. The count is logged as ``nonfinite_skipped``.

@@ -12,9 +12,9 @@ Three ways to get data (exactly one per recipe):
   set, near-dedupe) and mixed at ``data.mix``'s reasoning : non-reasoning ratio.
 
 stats.json says what every step removed and why, plus counts, length histograms and answer formats. The stage
-fails (RELIABILITY.md §6) when bad rows and filters remove more than ``curate.max_drop_fraction`` of the input
-or leave nothing. The directory is written into a staging directory and renamed into place, so a crash never
-leaves half a dataset.
+fails when bad rows and filters remove more than ``curate.max_drop_fraction`` of the input or leave nothing
+(silent data loss is worse than a stopped run). The directory is written into a staging directory and renamed into
+place, so a crash never leaves half a dataset.
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ import random
 from collections import Counter
 from typing import Any
 
+from thinktune.context import StageContext
 from thinktune.data.curate import (
     ContaminationIndex,
     CurateOptions,
     CurateReport,
     LengthChecker,
-    curate_stream,
-    load_tokenizer,
+    curate_records,
     mix,
-    near_dedupe,
     normalize_text,
     split_by_id,
 )
@@ -40,10 +39,9 @@ from thinktune.data.sources import SourceSpec, iter_source
 from thinktune.data.stats import compute_stats
 from thinktune.data.tasks import get_task
 from thinktune.errors import RecipeError, StageError
-from thinktune.formatting import CompletionFormat
 from thinktune.io import atomic_write_json, commit_dir, staging_dir
+from thinktune.models import load_tokenizer
 from thinktune.progress import reporter
-from thinktune.run import Run
 
 PROBLEM_EXAMPLES = 20
 
@@ -158,7 +156,7 @@ def _curate(recipe, train: list[Record], kinds: dict[str, str], eval_records: li
     from thinktune.config import CurateConfig
 
     c = recipe.data.curate or CurateConfig()
-    fmt = CompletionFormat(**recipe.format.model_dump())
+    fmt = recipe.format.completion_format()
     tok, note = _tokenizer(recipe) if recipe.data.curate else (None, None)
     against = list(eval_records)
     for cfg in c.decontaminate_against:
@@ -177,9 +175,7 @@ def _curate(recipe, train: list[Record], kinds: dict[str, str], eval_records: li
     if note:
         report.notes.append(note)
     with reporter().task("curate", total=len(train)) as t:
-        kept = list(curate_stream(train, opts, report, on_chunk=t.advance))
-    if c.near_dedupe:
-        kept = near_dedupe(kept, report, threshold=c.near_threshold)
+        kept = list(curate_records(train, opts, report, on_chunk=t.advance))
     stats: dict[str, Any] = {"curate": report.to_dict()}
     if recipe.data.mix is not None:
         m = recipe.data.mix
@@ -242,8 +238,8 @@ def _mix_unanswerable(train: list[Record], fraction: float, variant: str,
     return out, info
 
 
-def run(run: Run, resume: bool) -> dict[str, Any]:
-    recipe = run.recipe
+def run_stage(ctx: StageContext) -> dict[str, Any]:
+    recipe = ctx.recipe
     d = recipe.data
     if d.task:
         train, eval_records, stats = _from_task(recipe)
@@ -271,7 +267,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     if not d.task:
         stats["train_stats"] = compute_stats(train)
         stats["eval_stats"] = compute_stats(eval_records)
-    target = run.output_path("data")
+    target = ctx.output_path("data")
     tmp = staging_dir(target)
     write_jsonl(tmp / "train.jsonl", train)
     write_jsonl(tmp / "eval.jsonl", eval_records)

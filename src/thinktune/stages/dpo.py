@@ -3,7 +3,7 @@
 Loss: Direct Preference Optimization (Rafailov et al. 2023, arXiv 2305.18290), computed by TRL (``loss_type``,
 default ``sigmoid`` = the paper's loss; a list such as ``[sigmoid, sft]`` adds the NLL term of Iterative RPO).
 
-Pairs (METHODS.md §11.3), ``dpo.pairs``:
+Pairs (docs/METHODS.md, "DPO on verified samples"), ``dpo.pairs``:
 
 - ``self``: sample ``samples_per_question`` completions per training question from this stage's input model and
   grade each with the ``correct`` reward (rewards/library.py: the task's verifier *and* a well-formed completion, so
@@ -37,10 +37,10 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from thinktune.config import DPOStage, Recipe
+from thinktune.context import StageContext
 from thinktune.data.pairs import read_pairs_file
 from thinktune.data.records import Record, iter_jsonl, read_records, write_jsonl
 from thinktune.distributed import main_first
@@ -49,17 +49,13 @@ from thinktune.formatting import CompletionFormat, chat_prompt
 from thinktune.io import atomic_write_json
 from thinktune.models import load_stage_output
 from thinktune.progress import reporter
-from thinktune.run import Run
-from thinktune.stages.callbacks import HeldOutAccuracy
 from thinktune.stages.setup import (
-    batch_args,
-    device_args,
     peft_config,
     seed_everything,
     stage_callbacks,
     train_resumable,
+    trainer_args,
     trl_passthrough,
-    world_size,
 )
 
 log = logging.getLogger(__name__)
@@ -162,22 +158,22 @@ def sample_completions(model, tokenizer, records: Sequence[Record], cfg: DPOStag
                               on_batch=bar.advance)
 
 
-def make_pairs(run: Run, cfg: DPOStage, model, tokenizer, stage_dir: Path) -> tuple[list[dict[str, str]], dict]:
+def make_pairs(ctx: StageContext, model, tokenizer) -> tuple[list[dict[str, str]], dict]:
     """The stage's pairs: reused from ``pairs.jsonl`` when a previous attempt completed them, else built."""
     from thinktune.rewards.library import correct
 
-    recipe = run.recipe
-    pairs_path, stats_path = stage_dir / "pairs.jsonl", stage_dir / "pairs_stats.json"
+    recipe, cfg = ctx.recipe, ctx.config
+    pairs_path, stats_path = ctx.dir / "pairs.jsonl", ctx.dir / "pairs_stats.json"
     if stats_path.exists() and pairs_path.exists():
         reporter().note("[dpo] reusing pairs.jsonl from the interrupted attempt")
         return [obj for _, obj in iter_jsonl(pairs_path)], json.loads(stats_path.read_text())
-    fmt = CompletionFormat(**recipe.format.model_dump())
+    fmt = ctx.fmt
     if cfg.pairs == "file":
         assert cfg.pairs_file is not None
         pairs = read_pairs_file(cfg.pairs_file)
         stats: dict[str, Any] = {"source": "file", "file": cfg.pairs_file, "pairs": len(pairs)}
     else:
-        records = read_records(run.output_path("data") / "train.jsonl")
+        records = read_records(ctx.data_file("train"))
         if cfg.max_questions:
             records = records[: cfg.max_questions]
         if cfg.pairs == "teacher":
@@ -246,45 +242,19 @@ def check_loss_type(cfg: DPOStage) -> list[str]:
     return names
 
 
-def dpo_batch_args(cfg: DPOStage, n_processes: int) -> dict[str, int]:
-    return batch_args("dpo", cfg.examples_per_step, cfg.micro_batch_size, n_processes)
-
-
-def run(run: Run, resume: bool) -> dict[str, Any]:
+def run_stage(ctx: StageContext) -> dict[str, Any]:
     from trl import DPOConfig, DPOTrainer
 
-    recipe, cfg = run.recipe, run.recipe.dpo
-    assert cfg is not None
-    stage_dir = run.stage_dir("dpo")
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    recipe, cfg = ctx.recipe, ctx.config
+    ctx.dir.mkdir(parents=True, exist_ok=True)
     seed_everything(recipe.seed)
-    fmt = CompletionFormat(**recipe.format.model_dump())
 
-    input_final = run.output_path(run.input_model_stage("dpo"))
+    input_final = ctx.input_model()
     ours: dict[str, Any] = {
-        "output_dir": str(stage_dir),
-        **dpo_batch_args(cfg, world_size()),
+        **trainer_args(ctx, cfg),
         "beta": cfg.beta,
         "loss_type": check_loss_type(cfg),
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler,
-        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
-        "num_train_epochs": cfg.epochs,
-        "max_steps": cfg.max_steps or -1,
         "max_length": cfg.max_length,
-        "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
-        "save_total_limit": None,  # retention happens after the commit marker (callbacks.py)
-        "save_only_model": False,  # optimizer + RNG state are needed for exact resume
-        "logging_steps": cfg.logging_steps,
-        "report_to": list(recipe.report_to),
-        "run_name": f"{recipe.name}-dpo",
-        "seed": recipe.seed,
-        "data_seed": recipe.seed,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-        **device_args(),
     }
     try:
         args = DPOConfig(**trl_passthrough(DPOConfig, cfg.trl, ours, "dpo"))
@@ -293,7 +263,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
 
     model, tokenizer = load_stage_output(input_final, recipe.model)
     with main_first():  # `run --processes N`: rank 0 samples and writes pairs.jsonl, the others read it
-        pairs, pair_stats = make_pairs(run, cfg, model, tokenizer, stage_dir)
+        pairs, pair_stats = make_pairs(ctx, model, tokenizer)
     dataset, too_long = build_dataset(pairs, tokenizer, recipe, cfg)
     if len(dataset) == 0:
         raise StageError(f"dpo: no training pairs ({json.dumps(pair_stats)}; {too_long} longer than "
@@ -306,11 +276,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
     ref_model = None if lora else copy.deepcopy(model)  # taken before training: the input model's weights
     reference = (f"input model {input_final} (adapter disabled)" if lora
                  else f"input model {input_final} (in-memory copy passed to TRL)")
-    callbacks = stage_callbacks("dpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
-    if cfg.eval_every:
-        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
-        callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
-                                         cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
+    callbacks = stage_callbacks(ctx, cfg, tokenizer, cfg.max_new_tokens)
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
@@ -320,6 +286,6 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         peft_config=peft_config(recipe.model.lora) if lora else None,
         callbacks=callbacks,
     )
-    result = train_resumable(trainer, tokenizer, "dpo", stage_dir, resume, input_final)
+    result = train_resumable(ctx, trainer, tokenizer)
     return {**result, "pairs": len(dataset), "dropped_too_long": too_long, "pair_stats": pair_stats,
             "reference": reference}

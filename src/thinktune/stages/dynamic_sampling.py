@@ -1,7 +1,7 @@
 """DAPO dynamic sampling for TRL's GRPOTrainer: zero-variance groups never reach the loss.
 
-Follows DAPO (Yu et al. 2025, arXiv 2503.14476) §3.2 "dynamic sampling" (METHODS.md §4.2 technique 2, §4.5
-``fill_batch``): a group whose rewards are all equal has zero advantage and so no gradient, yet under a token-level
+Follows DAPO (Yu et al. 2025, arXiv 2503.14476) §3.2 "dynamic sampling" (docs/METHODS.md, "DAPO dynamic
+sampling"): a group whose rewards are all equal has zero advantage and so no gradient, yet under a token-level
 loss (``loss_type="dapo"``) its tokens still count in the normaliser Σ|o_i| and dilute every other group's update.
 DAPO over-samples and refills the batch until it holds only groups with 0 < accuracy < 1. TRL 1.16 only logs the
 fraction of such groups (``frac_reward_zero_std``); this module adds the filter as a thin subclass.
@@ -47,7 +47,7 @@ KNOWN_KEYS = set(LEFT_PADDED) | set(RIGHT_PADDED) | PER_ROW | {"num_items_in_bat
 
 
 class DynamicSamplingExhausted(StageError):
-    """No group with reward variance after ``max_rounds`` generation rounds (METHODS.md §4.6 test 3)."""
+    """No group with reward variance after ``max_rounds`` generation rounds (it never loops forever)."""
 
 
 def has_variance(rewards: Sequence[float], tol: float = 1e-6) -> bool:
@@ -67,7 +67,7 @@ class Filled:
 
 def fill_batch(sample_round: Callable[[int, int], Iterable[Sequence[float]]], groups_needed: int,
                max_rounds: int) -> Filled:
-    """DAPO's ``fill_batch`` (METHODS.md §4.5): keep groups with reward variance until ``groups_needed`` are kept.
+    """DAPO's ``fill_batch``: keep groups with reward variance until ``groups_needed`` are kept.
 
     ``sample_round(round, missing)`` samples one round and returns each group's rewards. Stops early once the batch
     is full; after ``max_rounds`` rounds returns what it has (a short batch), or raises

@@ -1,7 +1,7 @@
 """GRPO stage: group-relative policy optimisation with TRL's ``GRPOTrainer``.
 
 Follows DeepSeekMath's GRPO (arXiv 2402.03300) as implemented by TRL; the loss variant is chosen by a named
-preset (METHODS.md §2–4), never re-implemented here:
+preset (docs/METHODS.md, "GRPO and its loss variants"), never re-implemented here:
 
 =========  ===============  ================  ==============================================
 preset     TRL loss_type    scale_rewards     notes
@@ -23,31 +23,30 @@ import logging
 from typing import Any
 
 from thinktune.config import GRPOStage
+from thinktune.context import StageContext
 from thinktune.data.records import read_records
 from thinktune.distributed import barrier, is_main
 from thinktune.errors import StageError
-from thinktune.formatting import CompletionFormat, chat_prompt
-from thinktune.models import load_stage_output
-from thinktune.progress import reporter
+from thinktune.formatting import chat_prompt
 from thinktune.io import atomic_write_json
-from thinktune.rewards.probes import audit_rewards
-from thinktune.stages.preflight import check, preflight
+from thinktune.models import MODEL_META, load_stage_output
+from thinktune.progress import reporter
+from thinktune.rewards.probes import PROBES_FILE, probe_rewards
 from thinktune.rewards.runner import RewardRunner
-from thinktune.run import Run
-from thinktune.stages.callbacks import GRPOAlerts, HeldOutAccuracy
+from thinktune.stages.callbacks import GRPOAlerts
+from thinktune.stages.preflight import check, preflight
 from thinktune.stages.setup import (
-    device_args,
     peft_config,
     seed_everything,
     stage_callbacks,
     train_resumable,
+    trainer_args,
     trl_passthrough,
-    world_size,
 )
 
 log = logging.getLogger(__name__)
 
-# preset -> TRL settings (METHODS.md §2.5: Dr. GRPO needs both the aggregation and the unscaled advantages)
+# preset -> TRL settings (Dr. GRPO needs both the aggregation and the unscaled advantages; docs/METHODS.md)
 PRESETS: dict[str, dict[str, Any]] = {
     "grpo": {"loss_type": "grpo", "scale_rewards": "group"},
     "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
@@ -55,33 +54,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def grpo_batch_args(cfg: GRPOStage, n_processes: int) -> dict[str, int]:
-    """TRL's batch arguments from quantities named by what they count (DESIGN/STYLE: huggingface/trl#2858)."""
-    completions = cfg.prompts_per_step * cfg.samples_per_prompt
-    per_process, rem = divmod(completions, n_processes)
-    assert rem == 0, "prompts_per_step × samples_per_prompt must split evenly across processes"
-    assert per_process % cfg.micro_batch_size == 0, "completions per process must be a multiple of micro_batch_size"
-    return {
-        "per_device_train_batch_size": cfg.micro_batch_size,  # TRL counts completions here, not prompts
-        "gradient_accumulation_steps": per_process // cfg.micro_batch_size,
-        "num_generations": cfg.samples_per_prompt,
-    }
-
-
-def grpo_trl_args(cfg: GRPOStage, n_processes: int) -> dict[str, Any]:
-    """The GRPOConfig fields thinktune derives from the stage config (before the ``trl:`` passthrough)."""
+def grpo_trl_args(cfg: GRPOStage) -> dict[str, Any]:
+    """The GRPOConfig fields of GRPO alone (beside setup.trainer_args, before the ``trl:`` passthrough)."""
     eps_low, eps_high = cfg.clip
     return {
-        **grpo_batch_args(cfg, n_processes),
         **PRESETS[cfg.preset],
+        "num_generations": cfg.samples_per_prompt,
         "max_completion_length": cfg.max_new_tokens,
         "temperature": cfg.temperature,
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler,
         "beta": cfg.kl_coef,
         "epsilon": eps_low,
         "epsilon_high": eps_high,
-        "max_steps": cfg.max_steps,
     }
 
 
@@ -99,7 +82,7 @@ def pin_reference(model, tokenizer, cfg: GRPOStage, lora: bool, input_final, sta
         return None
     if lora:
         return "input model (adapter disabled)"
-    kind = json.loads((input_final / "thinktune_model.json").read_text()).get("kind", "full")
+    kind = json.loads((input_final / MODEL_META).read_text()).get("kind", "full")
     if kind == "adapter":
         ref = stage_dir / "reference"
         if not (ref / "config.json").exists() and is_main():
@@ -132,20 +115,17 @@ def trainer_class(cfg: GRPOStage) -> type:
     return type("ThinktuneGRPOTrainer", (*mixins, GRPOTrainer), attrs)
 
 
-def run(run: Run, resume: bool) -> dict[str, Any]:
+def run_stage(ctx: StageContext) -> dict[str, Any]:
     from datasets import Dataset
 
-    recipe, cfg = run.recipe, run.recipe.grpo
-    assert cfg is not None
-    stage_dir = run.stage_dir("grpo")
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    recipe, cfg = ctx.recipe, ctx.config
+    ctx.dir.mkdir(parents=True, exist_ok=True)
     seed_everything(recipe.seed)
-    fmt = CompletionFormat(**recipe.format.model_dump())
 
-    input_final = run.output_path(run.input_model_stage("grpo"))
+    input_final = ctx.input_model()
     model, tokenizer = load_stage_output(input_final, recipe.model)
-    reference = pin_reference(model, tokenizer, cfg, recipe.model.lora is not None, input_final, stage_dir)
-    records = read_records(run.output_path("data") / "train.jsonl")
+    reference = pin_reference(model, tokenizer, cfg, recipe.model.lora is not None, input_final, ctx.dir)
+    records = read_records(ctx.data_file("train"))
     if cfg.max_train_prompts:
         records = records[: cfg.max_train_prompts]
     if not records:
@@ -156,59 +136,43 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         for r in records
     ])
 
-    rewards = RewardRunner(cfg.rewards, fmt, cfg.reward_max_error_fraction, completions_dir=stage_dir / "completions",
-                           workers=cfg.reward_workers, deadline=cfg.reward_deadline)
+    rewards = RewardRunner(cfg.rewards, ctx.fmt, cfg.reward_max_error_fraction,
+                           completions_dir=ctx.dir / "completions", workers=cfg.reward_workers,
+                           deadline=cfg.reward_deadline)
     try:
-        result = _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume)
+        result = _train(ctx, model, tokenizer, records, dataset, rewards)
         return {**result, "kl_reference": reference}
     finally:
         rewards.close()
 
 
-def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dataset, rewards, resume):
+def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> dict[str, Any]:
     from trl import GRPOConfig
 
-    recipe = run.recipe
-    # Under `run --processes N` the reward audit and the pre-flight run on rank 0 alone (one writer, counted once);
+    recipe, cfg = ctx.recipe, ctx.config
+    # Under `run --processes N` the reward probes and the pre-flight run on rank 0 alone (one writer, counted once);
     # the other ranks go on to the trainer and wait at its first collective, or are stopped when rank 0 refuses.
-    if cfg.reward_audit and is_main():  # RELIABILITY.md §8: a reward that pays for a hack is found before training
-        report = audit_rewards(cfg.rewards, records, fmt, runner=rewards, max_items=cfg.reward_audit_items)
-        atomic_write_json(stage_dir / "reward_audit.json", report.to_dict())
+    if cfg.reward_probes and is_main():  # a reward that pays for a hack is found before training (docs/METHODS.md)
+        report = probe_rewards(cfg.rewards, records, ctx.fmt, runner=rewards, max_items=cfg.reward_probe_items)
+        atomic_write_json(ctx.dir / PROBES_FILE, report.to_dict())
         if not report.ok:
-            raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_audit=false)")
+            raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_probes=false)")
         reporter().note(f"[grpo] {report.summary()}")
-    if cfg.preflight and not resume and is_main():
+    if cfg.preflight and not ctx.resume and is_main():
         numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
-        atomic_write_json(stage_dir / "preflight.json", numbers)
+        atomic_write_json(ctx.dir / "preflight.json", numbers)
         check(numbers, cfg.preflight_max_truncated)
         reporter().note(f"[grpo] pre-flight: {numbers['zero_variance_fraction']:.0%} of {numbers['groups']} groups "
                         f"without reward variance, {numbers['truncated_fraction']:.0%} truncated")
     ours: dict[str, Any] = {
-        "output_dir": str(stage_dir),
-        **grpo_trl_args(cfg, world_size()),
+        **trainer_args(ctx, cfg),
+        **grpo_trl_args(cfg),
         "reward_weights": rewards.weights,
         "remove_unused_columns": False,  # rewards need the `record` column
-        "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
-        "save_total_limit": None,
-        "save_only_model": False,
-        "logging_steps": cfg.logging_steps,
-        "report_to": list(recipe.report_to),  # TensorBoard / W&B / MLflow for those who want them
-        "run_name": f"{recipe.name}-grpo",
-        "seed": recipe.seed,
-        "data_seed": recipe.seed,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
         "log_completions": False,  # thinktune writes completions/ itself (all of them, every step)
-        **device_args(),
     }
     args = GRPOConfig(**trl_passthrough(GRPOConfig, cfg.trl, ours, "grpo"))
-    callbacks = [GRPOAlerts(), *stage_callbacks("grpo", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)]
-    if cfg.eval_every:
-        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
-        callbacks.append(HeldOutAccuracy(held_out, tokenizer, fmt, stage_dir / "metrics.jsonl", cfg.eval_every,
-                                         cfg.max_new_tokens, recipe.model.instruction, recipe.model.system))
+    callbacks = [GRPOAlerts(), *stage_callbacks(ctx, cfg, tokenizer, cfg.max_new_tokens)]
     trainer = trainer_class(cfg)(
         model=model,
         reward_funcs=rewards.trl_functions(),
@@ -218,5 +182,5 @@ def _train(run, cfg, stage_dir, fmt, model, tokenizer, input_final, records, dat
         peft_config=peft_config(recipe.model.lora) if recipe.model.lora else None,
         callbacks=callbacks,
     )
-    result = train_resumable(trainer, tokenizer, "grpo", stage_dir, resume, input_final)
+    result = train_resumable(ctx, trainer, tokenizer)
     return {**result, "prompts": len(dataset), "reward_outcomes": rewards.total_counts()}

@@ -1,7 +1,7 @@
 """GRPO pre-flight: sample a few groups before training and refuse the commonest silent "loss is 0" failures.
 
-Two failure patterns make GRPO train on nothing while every log line looks normal (ANCHORS.md pain point 4;
-huggingface/trl#3857, #5697):
+Two failure patterns make GRPO train on nothing while every log line looks normal (docs/METHODS.md,
+"GRPO failure modes"; huggingface/trl#3857, #5697):
 
 1. most completions hit ``max_new_tokens`` (truncated chains earn no answer reward, and masking them leaves nothing);
 2. every group has zero reward variance (all right or all wrong), so every advantage is 0.

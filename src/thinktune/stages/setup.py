@@ -1,4 +1,4 @@
-"""Setup shared by the training stages: seeding, input model, TRL config passthrough, saving ``final/``."""
+"""Setup shared by the training stages: seeding, the trainer arguments, TRL config passthrough, saving ``final/``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 from thinktune import distributed
 from thinktune.errors import RecipeError
 from thinktune.io import atomic_write_json, atomic_write_text, commit_dir, staging_dir
+from thinktune.models import MODEL_META
 
 log = logging.getLogger(__name__)
 
-MODEL_META = "thinktune_model.json"  # in final/: {"kind": "full" | "adapter" | "recipe_model", "base": rel path}
 
 
 def seed_everything(seed: int) -> None:
@@ -41,13 +41,39 @@ def device_args() -> dict[str, Any]:
 world_size = distributed.world_size  # processes of this stage (1, or N under `thinktune run --processes N`)
 
 
-def batch_args(stage: str, examples_per_step: int, micro_batch_size: int, n_processes: int) -> dict[str, int]:
-    """TRL batch arguments from examples per optimizer step (summed over processes) and the micro-batch size."""
-    per_process, rem = divmod(examples_per_step, n_processes)
-    assert rem == 0, f"{stage}.examples_per_step must split evenly across processes"
-    assert per_process % micro_batch_size == 0, "examples per process must be a multiple of micro_batch_size"
-    return {"per_device_train_batch_size": micro_batch_size,
-            "gradient_accumulation_steps": per_process // micro_batch_size}
+def trainer_args(ctx, cfg) -> dict[str, Any]:
+    """The TrainingArguments every training stage derives the same way from its config (before the stage's own
+    fields and the recipe's ``trl:`` passthrough): the batch plan over this stage's processes, the schedule,
+    checkpoints for an exact resume, logging, seeds and the device."""
+    recipe = ctx.recipe
+    args: dict[str, Any] = {
+        "output_dir": str(ctx.dir),
+        **cfg.batch().with_processes(world_size()).trl_args(),
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "max_steps": cfg.max_steps or -1,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": None,  # retention happens after the commit marker (callbacks.py); resume depends on it
+        "save_only_model": False,  # optimizer + RNG state are needed for exact resume
+        "logging_steps": cfg.logging_steps,
+        "report_to": list(recipe.report_to),  # TensorBoard / W&B / MLflow for those who want them
+        "run_name": f"{recipe.name}-{ctx.stage}",
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        **device_args(),
+    }
+    fields = type(cfg).model_fields
+    if "epochs" in fields:
+        args["num_train_epochs"] = cfg.epochs
+    if "warmup_ratio" in fields:  # transformers 5 has no warmup_ratio: a float in [0, 1) is a fraction of the steps
+        args["warmup_steps"] = cfg.warmup_ratio
+    if "weight_decay" in fields:
+        args["weight_decay"] = cfg.weight_decay
+    return args
 
 
 def trl_passthrough(config_cls: type, extra: dict[str, Any], ours: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -64,7 +90,7 @@ def trl_passthrough(config_cls: type, extra: dict[str, Any], ours: dict[str, Any
 
 
 def write_effective_config(stage_dir: Path, args: Any) -> None:
-    """The effective TRL config, TRL's own defaults included (DESIGN.md: results mean little without it)."""
+    """The effective TRL config, TRL's own defaults included (results mean little without it)."""
     atomic_write_json(stage_dir / "effective_config.json", json.loads(args.to_json_string()))
 
 
@@ -96,20 +122,35 @@ def peft_config(lora) -> Any:
                           target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
-def stage_callbacks(stage: str, stage_dir: Path, keep: int, max_nonfinite_steps: int = 3) -> list:
-    """Callbacks every training stage installs: NaN guard, committed checkpoints, metrics.jsonl, progress bar."""
-    from thinktune.stages.callbacks import CommitCheckpoints, MetricsLog, NonFiniteGuard, ProgressBar
+def stage_callbacks(ctx, cfg, tokenizer, max_new_tokens: int) -> list:
+    """Callbacks every training stage installs: NaN guard, committed checkpoints, metrics.jsonl, progress bar, and
+    the held-out accuracy curve when ``cfg.eval_every`` asks for it (greedy, ``max_new_tokens`` per item)."""
+    from thinktune.data.records import read_records
+    from thinktune.stages.callbacks import (
+        CommitCheckpoints,
+        HeldOutAccuracy,
+        MetricsLog,
+        NonFiniteGuard,
+        ProgressBar,
+    )
 
-    return [NonFiniteGuard(max_nonfinite_steps), CommitCheckpoints(stage_dir, keep),
-            MetricsLog(stage_dir / "metrics.jsonl"), ProgressBar(stage)]
+    metrics = ctx.dir / "metrics.jsonl"
+    callbacks = [NonFiniteGuard(cfg.max_nonfinite_steps), CommitCheckpoints(ctx.dir, cfg.keep_checkpoints),
+                 MetricsLog(metrics), ProgressBar(ctx.stage)]
+    if cfg.eval_every:
+        held_out = read_records(ctx.data_file("eval"))[: cfg.eval_items]
+        model = ctx.recipe.model
+        callbacks.append(HeldOutAccuracy(held_out, tokenizer, ctx.fmt, metrics, cfg.eval_every, max_new_tokens,
+                                         model.instruction, model.system))
+    return callbacks
 
 
-def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: bool,
-                    input_final: Path | None) -> dict[str, Any]:
-    """Train (resuming from the latest *committed* checkpoint when asked) and write ``final/``.
+def train_resumable(ctx, trainer, tokenizer) -> dict[str, Any]:
+    """Train (resuming from the latest *committed* checkpoint when the stage resumes) and write ``final/``.
 
     Checkpoints without a commit marker are torn writes from a killed save: deleted, never loaded
-    (RELIABILITY.md §2). Returns the stage result fields every training stage reports.
+    (docs/ARCHITECTURE.md, "Crash safety and exact resume"). Returns the stage result fields every training stage
+    reports.
     """
     import time
 
@@ -118,6 +159,7 @@ def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: boo
     from thinktune.progress import reporter
     from thinktune.stages.callbacks import latest_committed, remove_uncommitted
 
+    stage, stage_dir = ctx.stage, ctx.dir
     trainer.remove_callback(PrinterCallback)  # thinktune logs to metrics.jsonl and the progress bar instead
     removed = []
     if distributed.is_main():  # one writer; the other processes wait (thinktune.distributed)
@@ -127,7 +169,7 @@ def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: boo
     if removed:
         reporter().note(f"[{stage}] discarded {len(removed)} uncommitted checkpoint(s): "
                         f"{', '.join(p.name for p in removed)}")
-    ckpt = latest_committed(stage_dir) if resume else None
+    ckpt = latest_committed(stage_dir) if ctx.resume else None
     if ckpt is not None:
         reporter().note(f"[{stage}] resuming from {ckpt.name}")
     t0 = time.perf_counter()
@@ -136,7 +178,7 @@ def train_resumable(trainer, tokenizer, stage: str, stage_dir: Path, resume: boo
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:  # sharded weights: every process takes part
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if distributed.is_main():
-        save_final(trainer.model, tokenizer, stage_dir, input_final, state_dict)
+        save_final(trainer.model, tokenizer, stage_dir, ctx.input_model(), state_dict)
     distributed.barrier()
     return {
         "train_loss": round(float(out.training_loss), 4),

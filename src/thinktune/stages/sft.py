@@ -10,7 +10,7 @@ Deviations from a plain ``SFTTrainer`` run:
 1. Examples longer than ``max_length`` are *dropped and counted*, not truncated: a truncated trace teaches
    the model to stop mid-thought, and a fully truncated completion trains on nothing (huggingface/trl#6025).
 2. Batch sizes are named by what they count (``examples_per_step``, ``micro_batch_size``); TRL's values are
-   derived in :func:`sft_batch_args`. With ``packing`` they count *packed rows* of up to ``max_length`` tokens
+   derived by the batch plan (batch.py). With ``packing`` they count *packed rows* of up to ``max_length`` tokens
    (TRL packs best-fit decreasing, "bfd"), each holding several examples; the result names ``packed_rows``.
    TRL's bfd packing is padding-free: the collator flattens a batch into one sequence whose ``position_ids``
    restart at every example, transformers turns that into a block-diagonal mask, and the labels (``-100`` outside
@@ -29,28 +29,22 @@ import logging
 from typing import Any
 
 from thinktune.config import Recipe, SFTStage
+from thinktune.context import StageContext
 from thinktune.data.records import Record, read_records
 from thinktune.errors import StageError
 from thinktune.formatting import CompletionFormat, chat_prompt, render
 from thinktune.models import load_stage_output
-from thinktune.run import Run
-from thinktune.stages.callbacks import HeldOutAccuracy, StopAtAccuracy
+from thinktune.stages.callbacks import StopAtAccuracy
 from thinktune.stages.setup import (
-    batch_args,
-    device_args,
     peft_config,
     seed_everything,
     stage_callbacks,
     train_resumable,
+    trainer_args,
     trl_passthrough,
-    world_size,
 )
 
 log = logging.getLogger(__name__)
-
-
-def sft_batch_args(cfg: SFTStage, n_processes: int) -> dict[str, int]:
-    return batch_args("sft", cfg.examples_per_step, cfg.micro_batch_size, n_processes)
 
 
 def completion_for(record: Record, fmt: CompletionFormat, answer_only: bool) -> str:
@@ -63,7 +57,7 @@ def build_dataset(records: list[Record], tokenizer, recipe: Recipe, cfg: SFTStag
     """(datasets.Dataset of prompt/completion, number dropped as too long, number without reasoning)."""
     from datasets import Dataset
 
-    fmt = CompletionFormat(**recipe.format.model_dump())
+    fmt = recipe.format.completion_format()
     rows, too_long, no_reasoning = [], 0, 0
     for r in records:
         if not cfg.answer_only and not r.reasoning.strip():
@@ -79,19 +73,16 @@ def build_dataset(records: list[Record], tokenizer, recipe: Recipe, cfg: SFTStag
     return Dataset.from_list(rows), too_long, no_reasoning
 
 
-def run(run: Run, resume: bool) -> dict[str, Any]:
+def run_stage(ctx: StageContext) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
-    recipe, cfg = run.recipe, run.recipe.sft
-    assert cfg is not None
-    stage_dir = run.stage_dir("sft")
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    recipe, cfg = ctx.recipe, ctx.config
+    ctx.dir.mkdir(parents=True, exist_ok=True)
     seed_everything(recipe.seed)
 
-    input_final = run.output_path(run.input_model_stage("sft"))
     lora = recipe.model.lora
-    model, tokenizer = load_stage_output(input_final, recipe.model, quantize=lora.quantize if lora else None)
-    records = read_records(run.output_path("data") / "train.jsonl")
+    model, tokenizer = load_stage_output(ctx.input_model(), recipe.model, quantize=lora.quantize if lora else None)
+    records = read_records(ctx.data_file("train"))
     valid: list[Record] = []
     if cfg.stop_at:  # validation items for the stop: the last training records, held out of SFT
         if len(records) <= cfg.stop_at.items:
@@ -106,34 +97,14 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         log.warning("sft: dropped %d examples longer than max_length=%d", too_long, cfg.max_length)
 
     ours: dict[str, Any] = {
-        "output_dir": str(stage_dir),
-        **sft_batch_args(cfg, world_size()),
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler,
-        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
-        "weight_decay": cfg.weight_decay,
-        "num_train_epochs": cfg.epochs,
-        "max_steps": cfg.max_steps or -1,
+        **trainer_args(ctx, cfg),
         "max_length": cfg.max_length,
         "completion_only_loss": True,
-        "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
-        "save_total_limit": None,  # retention happens after the commit marker (callbacks.py)
-        "save_only_model": False,  # optimizer + RNG state are needed for exact resume
-        "logging_steps": cfg.logging_steps,
-        "report_to": list(recipe.report_to),  # TensorBoard / W&B / MLflow for those who want them
-        "run_name": f"{recipe.name}-sft",
-        "seed": recipe.seed,
-        "data_seed": recipe.seed,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
         "packing": cfg.packing,
-        **device_args(),
     }
     eval_dataset = None
     if cfg.eval_loss_every:
-        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
+        held_out = read_records(ctx.data_file("eval"))[: cfg.eval_items]
         eval_dataset, _, _ = build_dataset(held_out, tokenizer, recipe, cfg)
         if len(eval_dataset) == 0:
             raise StageError(f"sft.eval_loss_every: none of the first {cfg.eval_items} held-out records is usable "
@@ -141,19 +112,12 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         ours.update(eval_strategy="steps", eval_steps=cfg.eval_loss_every,
                     per_device_eval_batch_size=cfg.micro_batch_size)
     args = SFTConfig(**trl_passthrough(SFTConfig, cfg.trl, ours, "sft"))
-    callbacks = stage_callbacks("sft", stage_dir, cfg.keep_checkpoints, cfg.max_nonfinite_steps)
-    if cfg.eval_every:
-        held_out = read_records(run.output_path("data") / "eval.jsonl")[: cfg.eval_items]
-        max_new = recipe.audit.max_new_tokens if recipe.audit else 256
-        callbacks.append(HeldOutAccuracy(held_out, tokenizer, CompletionFormat(**recipe.format.model_dump()),
-                                         stage_dir / "metrics.jsonl", cfg.eval_every, max_new,
-                                         recipe.model.instruction, recipe.model.system))
+    max_new = recipe.audit.max_new_tokens if recipe.audit else 256
+    callbacks = stage_callbacks(ctx, cfg, tokenizer, max_new)
     stopper = None
     if cfg.stop_at:
-        max_new = recipe.audit.max_new_tokens if recipe.audit else 256
-        stopper = StopAtAccuracy(valid, tokenizer, CompletionFormat(**recipe.format.model_dump()),
-                                 stage_dir / "metrics.jsonl", cfg.stop_at.every, max_new, recipe.model.instruction,
-                                 recipe.model.system, threshold=cfg.stop_at.accuracy)
+        stopper = StopAtAccuracy(valid, tokenizer, ctx.fmt, ctx.dir / "metrics.jsonl", cfg.stop_at.every, max_new,
+                                 recipe.model.instruction, recipe.model.system, threshold=cfg.stop_at.accuracy)
         callbacks.append(stopper)
     trainer = SFTTrainer(
         model=model,
@@ -164,7 +128,7 @@ def run(run: Run, resume: bool) -> dict[str, Any]:
         peft_config=peft_config(lora) if lora else None,
         callbacks=callbacks,
     )
-    result = train_resumable(trainer, tokenizer, "sft", stage_dir, resume, input_final)
+    result = train_resumable(ctx, trainer, tokenizer)
     extra: dict[str, Any] = {"packed_rows": len(trainer.train_dataset)} if cfg.packing else {}
     if eval_dataset is not None:
         extra["eval_loss_items"] = len(eval_dataset)

@@ -13,11 +13,11 @@ multi-node). Why relaunch per stage rather than the whole run under accelerate: 
 (tokenizer building, audits on one model) never wait at barriers; and a failed worker cannot leave the manifest
 half-updated — the parent records the failure like any other stage error.
 
-Each worker loads the resolved ``recipe.yaml`` of the run directory, joins the process group, and calls the
-same stage function a one-process run calls. Rank 0 writes every file (thinktune.distributed); its result dict
-goes back to the parent as a ``@@thinktune`` line on stdout, as do its notes and progress (the parent shows
-them with its own reporter) and any error message (re-raised by the parent as a :class:`StageError`, so the
-CLI prints it and exits 1). The launcher's full output, every rank included, is kept in
+Each worker reads the resolved ``recipe.yaml`` of the run directory (context.read_run_recipe), joins the process
+group, and calls the same stage function a one-process run calls (the stage table's entry). Rank 0 writes every file
+(thinktune.distributed); its result dict goes back to the parent as a ``@@thinktune`` line on stdout, as do its notes
+and progress (the parent shows them with its own reporter) and any error message (re-raised by the parent as a
+:class:`StageError`, so the CLI prints it and exits 1). The launcher's full output, every rank included, is kept in
 ``<stage>/launch.log``.
 """
 
@@ -32,11 +32,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from thinktune.config import STAGES, TRAINING_STAGES, batch_problems
 from thinktune.errors import RecipeError, StageError, ThinktuneError
 from thinktune.progress import Reporter, TaskHandle
 
 PREFIX = "@@thinktune "
-TRAINING_STAGES = ("sft", "grpo", "dpo")
 
 
 # -- parent side -----------------------------------------------------------------------------------------------
@@ -75,29 +75,16 @@ def check_processes(recipe, processes: int | None, accelerate_config: Path | Non
     cfg = read_accelerate_config(accelerate_config) if accelerate_config is not None else None
     processes = processes or (int(cfg.num_processes) if cfg is not None and cfg.num_processes else 1)
     if cfg is not None and sharded(cfg):
-        for stage, stage_cfg in (("sft", recipe.sft), ("dpo", recipe.dpo), ("grpo", recipe.grpo)):
+        for s in STAGES:
+            stage_cfg = getattr(recipe, s.field) if s.trains else None
             if stage_cfg is not None and stage_cfg.eval_every:
-                problems.append(f"{stage}.eval_every: held-out generation runs on rank 0 only, which a sharded "
-                                f"model (ZeRO-3, FSDP) cannot do; set {stage}.eval_every=null")
-    if recipe.sft is not None:
-        c = recipe.sft
-        if c.examples_per_step % (processes * c.micro_batch_size):
-            problems.append(f"sft.examples_per_step ({c.examples_per_step}) must be a multiple of --processes "
-                            f"× sft.micro_batch_size ({processes} × {c.micro_batch_size})")
-    if recipe.grpo is not None:
-        g = recipe.grpo
-        completions = g.prompts_per_step * g.samples_per_prompt
-        if completions % (processes * g.micro_batch_size):
-            problems.append(f"grpo.prompts_per_step × grpo.samples_per_prompt ({completions}) must be a multiple of "
-                            f"--processes × grpo.micro_batch_size ({processes} × {g.micro_batch_size})")
-        if processes > 1 and g.dynamic_sampling.enabled and g.dynamic_sampling.max_rounds > 1:
-            problems.append("grpo.dynamic_sampling.max_rounds > 1 needs a single process (stages/dynamic_sampling.py); "
-                            "set it to 1 to only mask zero-variance groups")
-    if recipe.dpo is not None:
-        d = recipe.dpo
-        if d.examples_per_step % (processes * d.micro_batch_size):
-            problems.append(f"dpo.examples_per_step ({d.examples_per_step}) must be a multiple of --processes "
-                            f"× dpo.micro_batch_size ({processes} × {d.micro_batch_size})")
+                problems.append(f"{s.field}.eval_every: held-out generation runs on rank 0 only, which a sharded "
+                                f"model (ZeRO-3, FSDP) cannot do; set {s.field}.eval_every=null")
+    problems += batch_problems(recipe, processes)
+    g = recipe.grpo
+    if g is not None and processes > 1 and g.dynamic_sampling.enabled and g.dynamic_sampling.max_rounds > 1:
+        problems.append("grpo.dynamic_sampling.max_rounds > 1 needs a single process (stages/dynamic_sampling.py); "
+                        "set it to 1 to only mask zero-variance groups")
     if problems:
         raise RecipeError(f"--processes {processes}: this recipe cannot run that way\n  " + "\n  ".join(problems))
     return processes
@@ -114,14 +101,16 @@ def launch_command(run_dir: Path, stage: str, resume: bool, processes: int, acce
             *worker]
 
 
-def launch(run, stage: str, resume: bool, processes: int, accelerate_config: Path | None = None,
+def launch(run_dir, stage: str, resume: bool, processes: int, accelerate_config: Path | None = None,
            threads: int | None = None) -> dict[str, Any]:
-    """Run one training stage in ``processes`` workers; returns rank 0's result dict (raises StageError)."""
+    """Run one training stage in ``processes`` workers; returns rank 0's result dict (raises StageError).
+
+    ``run_dir``: the run's :class:`thinktune.context.RunDir` (a StageContext is one)."""
     from thinktune.progress import reporter
 
-    stage_dir = run.stage_dir(stage)
+    stage_dir = run_dir.stage_dir(stage)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    cmd = launch_command(run.root.resolve(), stage, resume, processes, accelerate_config, threads)
+    cmd = launch_command(run_dir.root.resolve(), stage, resume, processes, accelerate_config, threads)
     env = dict(os.environ, PYTHONUNBUFFERED="1", THINKTUNE_PARENT_PID=str(os.getpid()))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torchrun would force 1 per process otherwise
@@ -169,13 +158,13 @@ def launch(run, stage: str, resume: bool, processes: int, accelerate_config: Pat
     return result
 
 
-def launched_stage_fns(processes: int, accelerate_config: Path | None = None, threads: int | None = None,
-                       stages: tuple[str, ...] = TRAINING_STAGES) -> dict[str, Any]:
+def launched_stage_fns(processes: int, accelerate_config: Path | None = None,
+                       threads: int | None = None) -> dict[str, Any]:
     """Stage functions (run.execute's ``stage_fns``) that launch each training stage in ``processes`` workers."""
     def make(stage: str):
-        return lambda run, resume: launch(run, stage, resume, processes, accelerate_config, threads)
+        return lambda ctx: launch(ctx, stage, ctx.resume, processes, accelerate_config, threads)
 
-    return {s: make(s) for s in stages}
+    return {s: make(s) for s in TRAINING_STAGES}
 
 
 # -- worker side -----------------------------------------------------------------------------------------------
@@ -248,10 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from thinktune import distributed
-    from thinktune.config import Recipe
+    from thinktune.config import stage_row
+    from thinktune.context import StageContext, read_run_recipe
     from thinktune.progress import set_reporter
-    from thinktune.run import Run, default_stage_fns
-    from thinktune.safe_yaml import load_yaml_file
 
     parser = argparse.ArgumentParser(prog="python -m thinktune.stages.worker")
     parser.add_argument("run_dir", type=Path)
@@ -271,12 +259,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        recipe = Recipe.model_validate(load_yaml_file(args.run_dir / "recipe.yaml", "run recipe"))
-        run = Run(args.run_dir, recipe)
+        ctx = StageContext(args.run_dir, read_run_recipe(args.run_dir), args.stage, resume=args.resume)
         distributed.init()
         if main_rank:
             set_reporter(PipeReporter())
-        result = default_stage_fns()[args.stage](run, args.resume)
+        result = stage_row(args.stage).function()(ctx)
         distributed.barrier()
         if main_rank:
             _emit(result={**result, "processes": distributed.world_size(),

@@ -1,9 +1,9 @@
 """The answer layer: extract the final answer from a completion and decide whether it matches the gold.
 
-Used by rewards, data curation and the audit alike (one grader per task; STYLE.md rule 11), so training and
-evaluation cannot drift apart::
+Used by rewards, data curation and the audit alike (one grader per task; docs/METHODS.md, "Grading answers"), so
+training and evaluation cannot drift apart::
 
-    from thinktune.rewards.answers import extract_answer, grade
+    from thinktune.data.answers import extract_answer, grade
     grade(record, extract_answer(completion, extractor="boxed"))   # True / False / None
 
 Extraction (:func:`extract_answer`, ``extractor=``):
@@ -27,7 +27,7 @@ Equivalence (:func:`grade`), in order:
    gold → None. An unparseable gold is excluded, never rewarded (huggingface/open-r1#215, #293).
 2. **Several candidates earn no credit** unless every one of them is the gold: ``18 or 17``, ``17, 18``,
    ``\\boxed{17} \\boxed{18}`` are all wrong for gold 18 (Math-Verify's ``verify`` accepts *any* matching pair,
-   RELIABILITY.md §5.1 and §9; Liuziyu77/Visual-RFT#79). A gold that is itself a list (``1, 2``) is compared as a
+   a known reward hack; Liuziyu77/Visual-RFT#79). A gold that is itself a list (``1, 2``) is compared as a
    set, one-to-one.
 3. A task's own verifier: built-in tasks (``thinktune.data.tasks.TASKS``) and reasoning-gym tasks — records whose
    ``task`` is ``rg:<dataset>`` (or ``reasoning_gym:<dataset>``) with the dataset entry's metadata in
@@ -44,7 +44,7 @@ Equivalence (:func:`grade`), in order:
 
 Deviations from Math-Verify's defaults: single-answer extraction instead of any-match (rule 2); cheap exact paths
 before it (rules 4–5; they agree with it on the 800 labelled samples in tests/rewards/test_real_data.py).
-Tests: ``pytest tests/rewards/test_answers.py tests/rewards/test_real_data.py``.
+Tests: ``pytest tests/data/test_answers.py tests/rewards/test_real_data.py``.
 """
 
 from __future__ import annotations
@@ -429,21 +429,6 @@ def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool
     return True
 
 
-def _rg_dataset(record: Record) -> str | None:
-    for prefix in ("rg:", "reasoning_gym:"):
-        if record.task.startswith(prefix):
-            return record.task[len(prefix) :]
-    return None
-
-
-def _rg_grade(record: Record, dataset: str, predicted: str) -> bool:
-    import reasoning_gym
-
-    entry = {"question": record.question, "answer": record.answer, "metadata": record.meta.get("metadata", {})}
-    score = reasoning_gym.get_score_answer_fn(dataset)(predicted, entry)
-    return float(score) >= 1.0 - 1e-9
-
-
 MAX_ANSWER_CHARS = 1000  # longer predictions are only judged by an exact integer comparison (see grade)
 
 
@@ -468,13 +453,13 @@ def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool 
                 return verdict
         return True
 
-    from thinktune.data.tasks import TASKS
+    from thinktune.data.tasks import TASKS, reasoning_gym_dataset, reasoning_gym_score
 
     if record.task in TASKS:
         return TASKS[record.task]().verify(record, predicted)
-    dataset = _rg_dataset(record)
+    dataset = reasoning_gym_dataset(record)
     if dataset is not None:
-        return _rg_grade(record, dataset, predicted)
+        return reasoning_gym_score(record, dataset, predicted)
     if GRADE_MEMO:
         return _grade_math(gold, predicted, rel_tol)
     return _grade_math.__wrapped__(gold, predicted, rel_tol)
@@ -518,7 +503,7 @@ ABSTAIN_PHRASES = (
     "impossible to determine", "cannot be answered", "can't be answered", "cannot answer", "can't answer",
     "unanswerable", "not answerable", "not enough information", "insufficient information",
     "missing information", "information is missing", "not specified", "unknown",
-)  # keyword detector (METHODS.md §8.4: thinktune's offline default); the LLM judge is pluggable in the audit
+)  # keyword detector (AbstentionBench's keyword baseline, the offline default); the audit's LLM judge is pluggable
 
 
 def is_abstention(answer: str | None, abstain_string: str | None = None) -> bool:

@@ -21,6 +21,8 @@ from typing import Annotated
 
 import typer
 
+from thinktune.cli.console import RichReporter, console, out, setup_logging, user_errors
+
 tip_app = typer.Typer(help="The thought-switching penalty (TIP): compare switch rate and accuracy.", no_args_is_help=True)
 steer_app = typer.Typer(help="Activation steering (ASC): build pairs, extract a vector, sweep strengths.",
                         no_args_is_help=True)
@@ -42,22 +44,19 @@ SteerOpt = Annotated[str | None, typer.Option("--steer", help="FILE:STRENGTH —
 
 
 def _start(verbose: bool):
-    from thinktune.cli import RichReporter, _setup_logging, console
     from thinktune.progress import set_reporter
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     return set_reporter(RichReporter(console))
 
 
 def _model(spec: str, instruction: str, extractor: str | None):
     """(model, tokenizer, instruction, extractor) with the audit's loading and --instruction auto rule."""
-    from thinktune.cli_audit import _load
-    from thinktune.formatting import DEFAULT_INSTRUCTION
+    from thinktune.formatting import resolve_instruction
+    from thinktune.models import load_named_model
 
-    model, tok, trained = _load(spec)
-    chosen = {"auto": None if trained else DEFAULT_INSTRUCTION, "none": None,
-              "default": DEFAULT_INSTRUCTION}.get(instruction, instruction)
-    return model, tok, chosen, extractor or ("answer_tag" if trained else "auto")
+    model, tok, trained = load_named_model(spec)
+    return model, tok, resolve_instruction(instruction, trained), extractor or ("answer_tag" if trained else "auto")
 
 
 def _records(path: Path, n: int | None, strip_calculator: bool = True, offset: int = 0):
@@ -76,7 +75,6 @@ def _records(path: Path, n: int | None, strip_calculator: bool = True, offset: i
 def _write_json(path: Path | None, obj) -> None:
     if path is None:
         return
-    from thinktune.cli import out
     from thinktune.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, default=float) + "\n")
@@ -135,13 +133,12 @@ def generate_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Answer items (or --prompt questions) with optional TIP and steering; grade items that have answers."""
-    from thinktune.cli import _user_errors, out
 
     prev = _start(verbose)
     from thinktune.progress import set_reporter
 
     try:
-        with _user_errors():
+        with user_errors():
             import torch
 
             from thinktune.data.records import Record
@@ -200,13 +197,12 @@ def tip_compare_cmd(
     """Decoding with and without TIP on the items where the plain model switches thoughts."""
     import time
 
-    from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
     t0 = time.perf_counter()
     try:
-        with _user_errors():
+        with user_errors():
             from thinktune.decoding.evaluate import EvalSet, compare_tip
             from thinktune.decoding.tip import TipConfig
             from thinktune.generation import SamplingParams
@@ -250,12 +246,11 @@ def steer_pairs_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Items → {question, concise chain, verbose (the model's own chain)} JSONL."""
-    from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
     try:
-        with _user_errors():
+        with user_errors():
             from thinktune.decoding.evaluate import CONCISE, steering_pairs
             from thinktune.errors import ThinktuneError
             from thinktune.generation import SamplingParams
@@ -289,12 +284,11 @@ def steer_extract_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """v = mean last-token residual (concise − verbose) at LAYER, saved with its metadata."""
-    from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
     try:
-        with _user_errors():
+        with user_errors():
             from thinktune.decoding.steering import extract_steering_vector, read_pairs
 
             m, tok, instr, _ = _model(model, instruction, None)
@@ -328,12 +322,11 @@ def steer_sweep_cmd(
     """Reasoning length, accuracy and next-token KL per steering strength; checks the sign."""
     from rich.table import Table
 
-    from thinktune.cli import _user_errors, out
     from thinktune.progress import set_reporter
 
     prev = _start(verbose)
     try:
-        with _user_errors():
+        with user_errors():
             from thinktune.decoding.evaluate import EvalSet, steer_sweep
             from thinktune.decoding.steering import SteeringError, SteeringVector
             from thinktune.generation import SamplingParams
@@ -406,14 +399,13 @@ def serve_cmd(
 
     Only requests addressed to the bound address are served (Host / Origin checks); see docs/SECURITY.md before
     exposing it beyond this machine."""
-    from thinktune.cli import _setup_logging, _user_errors, console
 
-    _setup_logging(verbose)
-    with _user_errors():
-        from thinktune.cli_audit import _labels
+    setup_logging(verbose)
+    with user_errors():
         from thinktune.decoding.steering import SteeringVector, parse_steer_spec
         from thinktune.decoding.tip import TipConfig
         from thinktune.formatting import DEFAULT_INSTRUCTION
+        from thinktune.models import model_labels
         from thinktune.serve import ServeConfig, serve
         from thinktune.serve_guard import Policy
 
@@ -425,7 +417,7 @@ def serve_cmd(
             loaded.setdefault(Path(path).stem, SteeringVector.load(path))
             default_steer = (Path(path).stem, strength)
         cfg = ServeConfig(
-            model_name=name or _labels([model])[0], max_tokens_cap=max_tokens_cap,
+            model_name=name or model_labels([model])[0], max_tokens_cap=max_tokens_cap,
             default_max_tokens=min(default_max_tokens, max_tokens_cap), max_prompt_tokens=max_prompt_tokens,
             max_body_bytes=max_body_bytes, max_batch=max_batch, max_queue=max_queue,
             instruction={"none": None, "default": DEFAULT_INSTRUCTION}.get(instruction, instruction),
@@ -441,11 +433,3 @@ def serve_cmd(
                           "reach the port can generate (docs/SECURITY.md)", highlight=False)
         serve(m, tok, cfg, host, port, loaded, graceful_timeout, "info" if verbose else "warning", policy)
     console.print("server stopped")
-
-
-def register(app: typer.Typer) -> None:
-    """Add generate, tip, steer and serve to the main app (one line in cli.py)."""
-    app.command("generate")(generate_cmd)
-    app.add_typer(tip_app, name="tip")
-    app.add_typer(steer_app, name="steer")
-    app.command("serve")(serve_cmd)

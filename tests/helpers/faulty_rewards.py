@@ -1,7 +1,7 @@
-"""Deliberately broken reward functions for the isolation tests (RELIABILITY.md §5.3).
+"""Deliberately broken reward functions for the isolation tests (docs/ARCHITECTURE.md, "Reward isolation").
 
-They are importable by name (``tests.rewards.faulty:sleep_forever``) because the runner's spawned workers resolve
-rewards by name; the repository root is on ``sys.path`` (pytest ``pythonpath = ["."]``) and spawn passes it on.
+They are importable by name (``tests.helpers.faulty_rewards:sleep_forever``) because the runner's spawned workers
+resolve rewards by name; the repository root is on ``sys.path`` (pytest ``pythonpath = ["."]``) and spawn passes it on.
 """
 
 from __future__ import annotations

@@ -14,6 +14,15 @@ from typing import Annotated
 
 import typer
 
+from thinktune.cli.console import (
+    console,
+    error_exit,
+    out,
+    progress_shown,
+    setup_logging,
+    user_errors,
+)
+
 data_app = typer.Typer(help="Load, validate, curate, mix and distill reasoning datasets.", no_args_is_help=True)
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="auto | canonical | gsm8k | math.")]
@@ -55,8 +64,6 @@ def _records(specs, problems: list, counts: Counter, show: int):
 def _print_problems(problems, counts: Counter) -> None:
     from rich.markup import escape
 
-    from thinktune.cli import console
-
     for p in problems:
         console.print(f"  [red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
     total = sum(counts.values())
@@ -77,12 +84,11 @@ def validate_cmd(
 ) -> None:
     """Check every row against the canonical schema: bad JSON / UTF-8, missing, empty or non-string fields,
     duplicate ids, over-long rows — each reported with file:line and field."""
-    from thinktune.cli import _user_errors, console, out
 
     problems: list = []
     counts: Counter = Counter()
     good = 0
-    with _user_errors():
+    with user_errors():
         for f in files:
             good += sum(1 for _ in _records([_spec(f, fmt, fields, max_row_bytes)], problems, counts, show))
     _print_problems(problems, counts)
@@ -92,9 +98,7 @@ def validate_cmd(
 
         hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" and bad else ""
         first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
-        console.print(f"[bold red]error:[/] {escape(', '.join(map(str, files)))}: no valid rows{escape(first)}{hint}",
-                      highlight=False)
-        raise typer.Exit(1)
+        error_exit(escape(f"{', '.join(map(str, files))}: no valid rows{first}") + hint)
     out.print(f"{'[green]ok[/]' if not bad else '[yellow]problems[/]'}: {good} valid rows, {bad} problem(s) "
               f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
     if bad and strict:
@@ -112,12 +116,11 @@ def convert_cmd(
     show: ShowOpt = 20,
 ) -> None:
     """Load any supported source into canonical records (GSM8K '#### N' → answer, MATH \\boxed{} → answer)."""
-    from thinktune.cli import _user_errors, console, out
     from thinktune.data.records import DataError, JsonlWriter
 
     problems: list = []
     counts: Counter = Counter()
-    with _user_errors():
+    with user_errors():
         with JsonlWriter(output) as w:
             for rec in _records([_spec(source, fmt, fields, limit=limit)], problems, counts, show):
                 w.write(rec)
@@ -158,21 +161,25 @@ def curate_cmd(
 ) -> None:
     """Filter a dataset: dedupe, near-dedupe, answer consistency, token length, decontamination; every filter
     reports how many rows it removed and why."""
-    from thinktune.cli import _user_errors, console, out
-    from thinktune.data.curate import (ContaminationIndex, CurateOptions, CurateReport, LengthChecker, MinHasher,
-                                       curate_stream, id_bucket, load_tokenizer, near_duplicates)
-    from thinktune.data.records import DataError, JsonlWriter, Record, scan_lines
+    from thinktune.data.curate import (
+        ContaminationIndex,
+        CurateOptions,
+        CurateReport,
+        LengthChecker,
+        curate_files,
+    )
+    from thinktune.data.records import DataError
     from thinktune.data.stats import compute_stats
-    from thinktune.io import FileGroup, temp_file
+    from thinktune.io import FileGroup
+    from thinktune.models import load_tokenizer
     from thinktune.progress import reporter
 
     if (eval_fraction is None) != (eval_output is None):
-        console.print("[bold red]error:[/] --eval-fraction and --eval-output go together")
-        raise typer.Exit(2)
+        error_exit("--eval-fraction and --eval-output go together", code=2)
     problems: list = []
     counts: Counter = Counter()
     rep = CurateReport()
-    with _user_errors():
+    with user_errors():
         eval_recs: list = []
         for a in against or []:
             eval_recs.extend(_records([_spec(a, "auto", None)], [], Counter(), 0))
@@ -184,78 +191,33 @@ def curate_cmd(
         opts = CurateOptions(dedupe=dedupe, near_dedupe=near, near_threshold=near_threshold,
                              answer_consistency=consistency, require_reasoning=require_reasoning,
                              reject_code_blocks=reject_code_blocks, max_paragraph_chars=max_paragraph_chars,
-                             length=LengthChecker(tok, max_prompt=max_prompt_tokens, max_completion=max_completion_tokens,
+                             length=LengthChecker(tok, max_prompt=max_prompt_tokens,
+                                                  max_completion=max_completion_tokens,
                                                   min_completion=min_completion_tokens),
-                             contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold) if eval_recs else None)
-        specs = [_spec(p, fmt, None) for p in inputs]
-        hasher = MinHasher()
+                             contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold)
+                             if eval_recs else None)
+        rows = _records([_spec(p, fmt, None) for p in inputs], problems, counts, show)
         stats_path = report or output.with_name(output.name + ".stats.json")
         targets = [output, *([eval_output] if eval_output else []), stats_path]
         # outputs and stats are committed together, stats last (io.FileGroup): a kill never pairs a new output
-        # with a stale stats file, and the stage-1 scratch file is a temp the next command cleans up if killed
-        with FileGroup(targets, last=stats_path) as group, \
-                temp_file(output.with_name(output.name + ".stage1")) as (stage_fh, stage1):
-            sigs = []
+        # with a stale stats file; without a valid row nothing is written
+        with FileGroup(targets, last=stats_path) as group:
             with reporter().task("curate") as t:
-                buf: list = []
-                for rec in curate_stream(_records(specs, problems, counts, show), opts, rep, on_chunk=t.advance):
-                    stage_fh.write(rec.model_dump_json() + "\n")
-                    if near:
-                        buf.append(" ".join((rec.question, rec.reasoning)))
-                        if len(buf) >= 4096:
-                            sigs.append(hasher.signatures(buf))
-                            buf = []
-                if near and buf:
-                    sigs.append(hasher.signatures(buf))
-            stage_fh.close()
+                res = curate_files(rows, output, opts, rep, eval_output=eval_output, eval_fraction=eval_fraction,
+                                   on_chunk=t.advance, group=group)
             if rep.seen == 0:
                 first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
                 raise DataError(", ".join(map(str, inputs)), None, None, f"no valid rows{first}; nothing was written")
-            drop: dict[int, tuple[int, float]] = {}
-            if near and sigs:
-                import numpy as np
-
-                drop = near_duplicates(np.concatenate(sigs), near_threshold)
-            kept: list[Record] = []
-            ids: list[str] = []
-            fr = rep.filter("near_dedupe") if near else None
-            train_w = JsonlWriter(output, group)
-            eval_w = JsonlWriter(eval_output, group) if eval_output else None
-            with train_w, (eval_w or _Null()):
-                for i, (_, obj) in enumerate(scan_lines(stage1)):
-                    rec = Record.model_validate(obj)
-                    if drop:
-                        ids.append(rec.id)
-                    if i in drop:
-                        continue
-                    if eval_w is not None and id_bucket(rec.id, "split") < eval_fraction:
-                        eval_w.write(rec)
-                    else:
-                        train_w.write(rec)
-                        if len(kept) < 200_000:
-                            kept.append(rec)
-            for i, (k, sim) in sorted(drop.items()):
-                fr.add(ids[i], "near_duplicate", f"near-duplicate of {ids[k]} (Jaccard ≈ {sim:.2f})")
-            rep.kept -= len(drop)
-            result = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
-                      "train": train_w.count, "eval": eval_w.count if eval_w else None,
-                      "stats": compute_stats(kept, tok)}
-            group.write_text(stats_path, json.dumps(result, indent=2, default=str) + "\n")
+            summary = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
+                       "train": res.train, "eval": res.eval, "stats": compute_stats(res.kept_sample, tok)}
+            group.write_text(stats_path, json.dumps(summary, indent=2, default=str) + "\n")
     _print_problems(problems, counts)
     for name, f in rep.filters.items():
         out.print(f"  [bold]{name}[/]: removed {f.removed} ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})")
         for ex in f.examples[:show]:
             out.print(f"      {ex['id']}: {ex['reason']}", highlight=False, markup=False)
     out.print(f"[green]kept[/] {rep.kept} of {rep.seen} → {output}"
-              + (f" ({train_w.count} train, {eval_w.count} eval → {eval_output})" if eval_w else ""))
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+              + (f" ({res.train} train, {res.eval} eval → {eval_output})" if res.eval is not None else ""))
 
 
 @data_app.command("stats")
@@ -268,12 +230,11 @@ def stats_cmd(
     """Counts, length histograms, answer formats and a per-task breakdown."""
     from rich.table import Table
 
-    from thinktune.cli import _user_errors, out
-    from thinktune.data.curate import load_tokenizer
     from thinktune.data.stats import compute_stats
+    from thinktune.models import load_tokenizer
 
     counts: Counter = Counter()
-    with _user_errors():
+    with user_errors():
         tok = load_tokenizer(tokenizer) if tokenizer else None
         s = compute_stats(_records([_spec(f, fmt, None) for f in files], [], counts, 0), tok)
     s["bad_rows"] = dict(counts)
@@ -308,11 +269,10 @@ def mix_cmd(
     fmt: FormatOpt = "auto",
 ) -> None:
     """Mix reasoning and non-reasoning data at a ratio; rows chosen by id hash (reproducible)."""
-    from thinktune.cli import _user_errors, out
     from thinktune.data.curate import mix
     from thinktune.data.records import DataError, JsonlWriter
 
-    with _user_errors():
+    with user_errors():
         try:
             a, b = (float(x) for x in ratio.split(":"))
         except ValueError:
@@ -354,14 +314,19 @@ def distill_cmd(
 ) -> None:
     """Sample k traces per question from a teacher and keep only verified ones (rejection sampling).
     Resumable: run the same command again after a crash and finished questions are skipped."""
-    from thinktune.cli import RichReporter, _setup_logging, _user_errors, console, out
-    from thinktune.data.distill import DistillError, LocalTeacher, OpenAITeacher, TeacherSettings, distill
+    from thinktune.data.distill import (
+        DistillError,
+        LocalTeacher,
+        OpenAITeacher,
+        TeacherSettings,
+        distill,
+    )
     from thinktune.data.records import DataError
     from thinktune.formatting import DEFAULT_INSTRUCTION
-    from thinktune.progress import reporter, set_reporter
+    from thinktune.progress import reporter
 
-    _setup_logging(verbose)
-    with _user_errors():
+    setup_logging(verbose)
+    with user_errors():
         if (base_url is None) == (local is None):
             raise DistillError("give exactly one teacher: --base-url (with --model) or --local")
         recs = list(_records([_spec(questions, fmt, None, limit=limit)], [], Counter(), 0))
@@ -380,13 +345,9 @@ def distill_cmd(
 
             m, tok = load_model(ModelConfig(path=local))
             teacher = LocalTeacher(m, tok, settings, name=local)
-        prev = set_reporter(RichReporter(console))
-        try:
-            with reporter().task("distill", total=len(recs)) as t:
-                rep = distill(recs, teacher, output, k=k, keep_per_question=keep_per_question,
-                              on_question=t.advance, allow_failures=allow_failures)
-        finally:
-            set_reporter(prev)
+        with progress_shown(), reporter().task("distill", total=len(recs)) as t:
+            rep = distill(recs, teacher, output, k=k, keep_per_question=keep_per_question,
+                          on_question=t.advance, allow_failures=allow_failures)
     d = rep.to_dict()
     out.print(f"[green]kept[/] {d['kept']} verified traces from {d['samples']} samples "
               f"({d['questions_with_a_trace']}/{d['questions']} questions have one) → {output}")

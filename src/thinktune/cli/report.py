@@ -3,7 +3,7 @@ runs side by side. Routing and rendering only; the work lives in :mod:`thinktune
 
     thinktune report runs/quickstart                     # writes runs/quickstart/report.html
     thinktune report runs/a runs/b -o compare.html      # a comparison report, model by model
-    thinktune report runs/a --samples 50 --no-rewards   # a smaller file; no reward scoring or probes
+    thinktune report runs/a --samples 50                # a smaller file
 
 Prints where the report went, its size and the failure patterns it warns about.
 """
@@ -15,28 +15,25 @@ from typing import Annotated
 
 import typer
 
+from thinktune.cli.console import console, out, setup_logging, user_errors
+
 
 def report_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (runs/<name>); several = a comparison.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML file (default: "
                                                 "RUN_DIR/report.html for one run, ./report.html for several).")] = None,
     samples: Annotated[int, typer.Option(min=0, help="Held-out items per model in the sample browser.")] = 200,
-    rewards: Annotated[bool, typer.Option(
-        "--rewards/--no-rewards",
-        help="Score the shown samples with the run's GRPO rewards and run the reward-hack probes if none are stored.",
-    )] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library messages.")] = False,
 ) -> None:
     """Write a self-contained HTML report of one run, or a comparison of several."""
     from rich.markup import escape
 
-    from thinktune.cli import _setup_logging, _user_errors, console, out
     from thinktune.report.build import ReportOptions, write_report
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     target = output or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
-    with _user_errors():
-        info = write_report(run_dirs, target, ReportOptions(samples_per_model=samples, score_rewards=rewards))
+    with user_errors():
+        info = write_report(run_dirs, target, ReportOptions(samples_per_model=samples))
     for w in info.warnings:
         console.print(f"[bold yellow]warning[/] {escape(w.run)}: {escape(w.title)}", highlight=False)
     out.print(f"report: {escape(str(target))} ({info.bytes / 1e6:.2f} MB; {', '.join(info.sections)}; "

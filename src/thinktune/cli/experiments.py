@@ -15,6 +15,14 @@ from typing import Annotated
 
 import typer
 
+from thinktune.cli.console import (
+    console,
+    out,
+    progress_shown,
+    setup_logging,
+    user_errors,
+)
+
 experiments_app = typer.Typer(help="Reproduce known effects and regenerate docs/EVIDENCE.md.", no_args_is_help=True)
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Experiments: file stem, its number (01) or a path.")]
@@ -26,10 +34,9 @@ def list_cmd(directory: DirOpt = Path("experiments")) -> None:
     """List the experiments with their arms, seeds and cost notes."""
     from rich.table import Table
 
-    from thinktune.cli import _user_errors, out
     from thinktune.experiments.spec import select
 
-    with _user_errors():
+    with user_errors():
         exps = select([], directory, all_=True)
     t = Table(title=f"experiments in {directory}/")
     for col in ("name", "arms", "seeds", "runs", "cost"):
@@ -58,22 +65,25 @@ def run_cmd(
 ) -> None:
     """Run every arm × seed of the named experiments (resumable: finished runs are skipped) and write summaries."""
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    from thinktune.cli import RichReporter, _setup_logging, _user_errors, console, out
     from thinktune.experiments.runner import run_experiments
     from thinktune.experiments.spec import select
-    from thinktune.progress import set_reporter
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     results_dir = results or (out_dir / "results" if reduced else Path("experiments/results"))
     failed = []
-    with _user_errors():
+    with user_errors():
         exps = select(names or [], directory, all_=all_)
         only = _parse_seeds(seeds)
         total = sum(len(e.runs(reduced, only)) for e in exps)
-        prev = set_reporter(RichReporter(console))
-        try:
+        with progress_shown():
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console, transient=False) as progress:
                 task = progress.add_task("experiment runs", total=total)
@@ -95,8 +105,6 @@ def run_cmd(
                         console.print(f"[green]{o.status}[/] {label} {o.seconds:.0f}s{shared}", highlight=False)
 
                 run_experiments(exps, out_dir, results_dir, reduced=reduced, jobs=jobs, on_done=on_done, seeds=only)
-        finally:
-            set_reporter(prev)
         if table:
             page = results_dir / "EVIDENCE.md" if reduced else Path("docs/EVIDENCE.md")
             _write_table(directory, results_dir, page, reduced, out)
@@ -140,7 +148,6 @@ def table_cmd(
     directory: DirOpt = Path("experiments"),
 ) -> None:
     """Regenerate docs/EVIDENCE.md from the run summaries alone (deterministic; no run directories needed)."""
-    from thinktune.cli import _user_errors, out
 
-    with _user_errors():
+    with user_errors():
         _write_table(directory, results, output, reduced, out)

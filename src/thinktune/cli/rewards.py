@@ -1,14 +1,14 @@
-"""``thinktune rewards …``: score completions with rewards, and audit rewards against hack probes.
+"""``thinktune rewards …``: score completions with rewards, and probe rewards with reward-hacking completions.
 
 Routing and rendering only; the work lives in :mod:`thinktune.rewards`::
 
     thinktune rewards score outputs.jsonl --rewards correct,format --output scores.jsonl
     thinktune rewards score outputs.jsonl --rewards correct --set correct.extractor=boxed -o scores.jsonl
-    thinktune rewards audit recipes/quickstart.yaml
-    thinktune rewards audit --rewards correct,format=0.1,overlong=0.5 --data my_items.jsonl
+    thinktune rewards probe recipes/quickstart.yaml
+    thinktune rewards probe --rewards correct,format=0.1,overlong=0.5 --data my_items.jsonl
 
 ``score`` reads rows that are canonical records plus a ``completion`` field and writes one row per input: ``id`` and
-one key per reward. ``audit`` exits 1 when any probe beats the rule (rewards/probes.py).
+one key per reward. ``probe`` exits 1 when any probe beats the rule (rewards/probes.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
-rewards_app = typer.Typer(help="Score completions with rewards; audit rewards against reward-hacking probes.",
+from thinktune.cli.console import console, out, setup_logging, user_errors
+
+rewards_app = typer.Typer(help="Score completions with rewards; probe rewards with reward-hacking completions.",
                           no_args_is_help=True)
 
 RewardsOpt = Annotated[str | None, typer.Option(
@@ -60,24 +62,6 @@ def parse_reward_list(text: str, settings: list[str] | None = None) -> list[Any]
     return specs
 
 
-def _read_scored_rows(path: Path) -> tuple[list[Any], list[str]]:
-    from thinktune.data.records import DataError, iter_jsonl, parse_record
-
-    records, completions = [], []
-    for line, obj in iter_jsonl(path):
-        if not isinstance(obj, dict):
-            raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}")
-        obj = dict(obj)
-        completion = obj.pop("completion", None)
-        if not isinstance(completion, str):
-            raise DataError(path, line, "completion", "missing or not a string (each row is a record + completion)")
-        records.append(parse_record(obj, path, line))  # several completions of one record may share its id
-        completions.append(completion)
-    if not records:
-        raise DataError(path, None, None, "no rows")
-    return records, completions
-
-
 @rewards_app.command("score")
 def score_cmd(
     data: Annotated[Path, typer.Argument(help="JSONL rows: a canonical record plus a 'completion' field.")],
@@ -93,30 +77,22 @@ def score_cmd(
     """Score completions in a file with rewards, so you can test them on your own outputs before training."""
     from rich.table import Table
 
-    from thinktune.cli import _setup_logging, _user_errors, console, out
     from thinktune.data.records import write_jsonl
     from thinktune.progress import reporter
     from thinktune.rewards.library import REWARDS
-    from thinktune.rewards.runner import RewardRunner
+    from thinktune.rewards.runner import RewardRunner, read_scored_rows
 
-    _setup_logging(verbose)
-    with _user_errors():
+    setup_logging(verbose)
+    with user_errors():
         specs = parse_reward_list(rewards or "", settings)
         if think_prefilled:
             for s in specs:
                 if s.fn in REWARDS and s.fn != "overlong":
                     s.kwargs.setdefault("think_prefilled", True)
-        records, completions = _read_scored_rows(data)
-        columns: list[list[float | None]] = []
+        records, completions = read_scored_rows(data)
         with RewardRunner(specs, max_error_fraction=1.0, workers=workers, deadline=deadline) as runner:
             with reporter().task("scoring", total=len(specs) * len(records)) as bar:
-                for i in range(len(specs)):
-                    values: list[float | None] = []
-                    for start in range(0, len(records), 256):
-                        chunk = slice(start, start + 256)
-                        values += runner.score(i, completions[chunk], records[chunk])
-                        bar.advance(len(completions[chunk]))
-                    columns.append(values)
+                columns = runner.score_all(completions, records, on_advance=bar.advance)
             names, counts = runner.names, runner.counts
         rows = [{"id": rec.id, **{n: col[j] for n, col in zip(names, columns)}} for j, rec in enumerate(records)]
         write_jsonl(output, rows)
@@ -133,35 +109,9 @@ def score_cmd(
     console.print(f"wrote {output}")
 
 
-def _audit_items(recipe: Any, data: Path | None, n: int) -> tuple[list[Any], str]:
-    from thinktune.data.records import read_records
-    from thinktune.rewards.probes import default_items
-
-    if data is not None:
-        return read_records(data), str(data)
-    if recipe is not None:
-        train = recipe.run_dir() / "data" / "train.jsonl"
-        if train.is_file():
-            return read_records(train), str(train)
-        if recipe.data.task is not None:
-            from thinktune.data.tasks import get_task
-
-            task = recipe.data.task
-            try:
-                items = get_task(task.name).generate(n, recipe.seed, **task.knobs)
-            except (KeyError, ValueError) as e:
-                from thinktune.rewards.library import RewardError
-
-                raise RewardError(f"cannot build audit items from data.task: {e}") from None
-            return items, f"task {task.name} (seed {recipe.seed})"
-        if recipe.data.train_file:
-            return read_records(recipe.data.train_file), recipe.data.train_file
-    return default_items(), "built-in GSM8K / MATH-500 items"
-
-
-@rewards_app.command("audit")
-def audit_cmd(
-    recipe: Annotated[Path | None, typer.Argument(help="Recipe whose grpo.rewards to audit.")] = None,
+@rewards_app.command("probe")
+def probe_cmd(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe whose grpo.rewards to probe.")] = None,
     rewards: RewardsOpt = None,
     settings: SetOpt = None,
     data: Annotated[Path | None, typer.Option(help="Canonical JSONL items to build probes from.")] = None,
@@ -175,40 +125,38 @@ def audit_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from thinktune.cli import _setup_logging, _user_errors, console, out
     from thinktune.io import atomic_write_text
     from thinktune.rewards.library import RewardError
-    from thinktune.rewards.probes import audit_rewards
+    from thinktune.rewards.probes import probe_items, probe_rewards
 
-    _setup_logging(verbose)
-    with _user_errors():
+    setup_logging(verbose)
+    with user_errors():
         loaded = None
         fmt = None
         if recipe is not None:
             from thinktune.config import load_recipe
-            from thinktune.formatting import CompletionFormat
 
             loaded = load_recipe(recipe)
-            fmt = CompletionFormat(**loaded.format.model_dump())
+            fmt = loaded.format.completion_format()
         if rewards:
             specs = parse_reward_list(rewards, settings)
         elif loaded is not None:
             if loaded.grpo is None:
-                raise RewardError(f"{recipe}: no grpo block, so no rewards to audit; pass --rewards")
+                raise RewardError(f"{recipe}: no grpo block, so no rewards to probe; pass --rewards")
             specs = [s.model_copy(deep=True) for s in loaded.grpo.rewards]
             if settings:
                 raise RewardError("--set applies to --rewards; edit the recipe's grpo.rewards instead")
         else:
             raise RewardError("give a RECIPE or --rewards")
-        records, source = _audit_items(loaded, data, max(items * 2, items + 8))
+        records, source = probe_items(loaded, data, max(items * 2, items + 8))
         try:
             kwargs = {"fmt": fmt} if fmt is not None else {}
-            report = audit_rewards(specs, records, max_items=items, workers=workers, deadline=deadline, **kwargs)
+            report = probe_rewards(specs, records, max_items=items, workers=workers, deadline=deadline, **kwargs)
         except ValueError as e:
             raise RewardError(str(e)) from None
 
     names = report.rewards
-    table = Table(title=f"reward audit: {report.items} items from {source}; rewards "
+    table = Table(title=f"reward probes: {report.items} items from {source}; rewards "
                         + ", ".join(f"{n}×{w:g}" for n, w in zip(names, report.weights)))
     for col in ["probe", "rule", "total", *names, "status"]:
         table.add_column(escape(col), justify="left" if col in ("probe", "rule", "status") else "right")

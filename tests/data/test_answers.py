@@ -1,17 +1,17 @@
-"""The answer layer: extraction and equivalence tables (METHODS.md §5.5 item 2; RELIABILITY.md §9)."""
+"""The answer layer: extraction and equivalence tables (docs/METHODS.md, "Grading answers")."""
 
 from __future__ import annotations
 
 import pytest
 
-from thinktune.data.records import Record
-from thinktune.rewards.answers import (
+from thinktune.data.answers import (
     boxed_contents,
     extract_answer,
     grade,
     is_abstention,
     split_candidates,
 )
+from thinktune.data.records import Record
 
 
 def rec(answer: str, task: str = "", answerable: bool = True, **meta) -> Record:
@@ -71,7 +71,7 @@ def test_split_candidates(text, expected):
 
 
 @pytest.mark.parametrize("gold, predicted, expected", [
-    # METHODS.md §5.5 accuracy table
+    # accuracy known-answer table
     ("1000", "1000", True),          # GSM8K "#### 1,000" gold after the loader
     ("1,000", "1000", True),
     ("1000", "1,000", True),

@@ -15,7 +15,7 @@ RECIPE = {
 
 EXPERIMENT = {
     "claim": "A beats B.",
-    "source": "METHODS.md §0 (test)",
+    "source": "A test paper, arXiv 0000.00000",
     "recipe": "recipes/base.yaml",
     "arms": {"a": {}, "b": {"grpo.kl_coef": 0.1}},
     "seeds": [0, 1, 2],

@@ -1,0 +1,27 @@
+"""The ``thinktune`` command line (typer + rich): routing and rendering only, the work lives in the library.
+
+One module per command group; each imports :mod:`thinktune.cli.console` and the library, never another command
+module (import-linter checks it). This package only assembles them into ``app``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from thinktune.cli import audit, data, decoding, experiments, main, report, rewards
+
+app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+app.command("run")(main.run_cmd)
+app.add_typer(main.recipe_app, name="recipe")
+app.command("export")(main.export_cmd)
+app.command("version")(main.version_cmd)
+app.add_typer(data.data_app, name="data")
+app.add_typer(rewards.rewards_app, name="rewards")
+app.command("audit")(audit.audit_cmd)
+app.command("report")(report.report_cmd)
+app.add_typer(experiments.experiments_app, name="experiments")
+app.command("generate")(decoding.generate_cmd)
+app.add_typer(decoding.tip_app, name="tip")
+app.add_typer(decoding.steer_app, name="steer")
+app.command("serve")(decoding.serve_cmd)

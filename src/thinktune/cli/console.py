@@ -1,0 +1,130 @@
+"""The bottom of the CLI: the two consoles, user-facing errors, logging set-up and the rich progress reporter.
+
+Every command module imports from here and from the library, never from another command module. Every
+user-facing error (:class:`thinktune.errors.ThinktuneError`) is printed as a short message with exit code 1 — never a
+traceback. ``THINKTUNE_DEBUG=1`` re-raises for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from thinktune.errors import ThinktuneError
+from thinktune.progress import Reporter, TaskHandle, set_reporter
+
+console = Console(stderr=True, soft_wrap=True)  # messages and errors; never wrap an error message mid-phrase
+out = Console()  # results
+
+
+class _RichTask(TaskHandle):
+    def __init__(self, progress: Progress, task_id):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: float = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+    def update(self, completed: float | None = None, description: str | None = None) -> None:
+        kwargs = {}
+        if completed is not None:
+            kwargs["completed"] = completed
+        if description is not None:
+            kwargs["description"] = description
+        self.progress.update(self.task_id, **kwargs)
+
+
+class RichReporter(Reporter):
+    """Progress bars and notes on stderr."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[TaskHandle]:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+                            disable=not self.console.is_terminal and os.environ.get("THINKTUNE_PROGRESS") != "1")
+        with progress:
+            task_id = progress.add_task(description, total=total)
+            yield _RichTask(progress, task_id)
+        if not self.console.is_terminal:
+            self.console.print(f"  {description}: done")
+
+    def note(self, message: str) -> None:
+        logging.getLogger("thinktune").info(message)
+        self.console.print(f"[bold cyan]›[/] {escape(message)}", highlight=False)
+
+
+@contextlib.contextmanager
+def progress_shown() -> Iterator[None]:
+    """Library progress and notes go to the terminal (a rich reporter) while the block runs."""
+    prev = set_reporter(RichReporter(console))
+    try:
+        yield
+    finally:
+        set_reporter(prev)
+
+
+def fail(err: BaseException) -> None:
+    """Print ``err`` as one line and exit 1 (re-raised with ``THINKTUNE_DEBUG=1``)."""
+    if os.environ.get("THINKTUNE_DEBUG"):
+        raise err
+    console.print("[bold red]error:[/] " + escape(str(err)), highlight=False)
+    raise typer.Exit(1)
+
+
+def error_exit(message: str, code: int = 1) -> None:
+    """A usage error found by the CLI itself: one line, exit ``code``."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """User-facing errors become one line and exit 1; Ctrl-C says how to resume and exits 130."""
+    try:
+        yield
+    except ThinktuneError as e:
+        fail(e)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/] — run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def setup_logging(verbose: bool) -> None:
+    """INFO logs with ``--verbose``; otherwise the stack's warnings and progress bars are silenced."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        for noisy in ("transformers", "datasets", "trl", "accelerate", "peft"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft|torch)\.")
+        try:
+            import datasets
+            import transformers
+
+            datasets.disable_progress_bars()
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
+        except ImportError:
+            pass
