@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import typing
 from typing import Any
 
@@ -190,16 +191,18 @@ def trl_problems(recipe) -> list[str]:
 
 
 def machine_memory() -> int:
-    """Bytes this machine can hold a run in: physical memory, or the largest GPU's when that is larger."""
+    """Bytes this machine can hold a run in: physical memory, or the largest GPU's when that is larger.
+
+    GPUs are asked only when torch is already loaded (``thinktune run``): ``recipe check`` does not load torch
+    (30 s on a busy machine) for a bound that only ever refuses absurd sizes."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         ram = 2**40
     gpu = 0
+    torch = sys.modules.get("torch")
     try:
-        import torch
-
-        if torch.cuda.is_available():
+        if torch is not None and torch.cuda.is_available():
             gpu = max(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
     except Exception:  # noqa: BLE001 - no usable GPU
         pass

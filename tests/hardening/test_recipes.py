@@ -165,6 +165,20 @@ def test_recipe_check_resolves_every_name(tmp_path, over, fragment):
     assert_refused(check("check", str(write(tmp_path, {**recipe(tmp_path), **over}))), fragment)
 
 
+def test_recipe_check_resolves_names_without_loading_torch(tmp_path):
+    """The size bound asked torch for GPU memory: `recipe check` spent 30 s importing it on a busy machine."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, recipe(tmp_path, grpo={"rewards": [{"fn": "correct"}, {"fn": "format"}]}))
+    code = ("import sys\nfrom thinktune.config import check_inputs, load_recipe\n"
+            f"check_inputs(load_recipe({str(path)!r}), 'r')\nprint(sorted(m for m in ('torch', 'transformers', 'trl') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 # -- values ----------------------------------------------------------------------------------------------------
 
 
