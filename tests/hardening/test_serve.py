@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers.server import STUB, live_guarded, stub_model
+from tests.helpers.server import STUB, live_guarded, serve_process, stub_model
 from thinktune.formatting import DEFAULT_FORMAT
 from thinktune.serve import Engine, ServeConfig, StreamSplitter
 
@@ -215,39 +215,16 @@ def test_the_streaming_splitter_is_not_cubic_in_a_run_of_answer_tags():
 @pytest.mark.slow
 def test_thinktune_serve_takes_its_api_key_from_the_environment(stub, tmp_path):
     """The command line end to end: THINKTUNE_API_KEY, the default Host check, a clean SIGTERM."""
-    import os
     import signal
-    import subprocess
-    import sys
 
     from thinktune.models import save_model
 
     model, tok = stub
     save_model(model, tok, tmp_path / STUB)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "THINKTUNE_API_KEY": "from-env"}
-    proc = subprocess.Popen([sys.executable, "-m", "thinktune", "serve", str(tmp_path / STUB), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not come up"
-            try:
-                if request(port, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
+    with serve_process(tmp_path / STUB, env={"THINKTUNE_API_KEY": "from-env"}) as (proc, port):
         assert request(port, "GET", "/v1/models")[0] == 401
         assert request(port, "GET", "/v1/models", None, {"Authorization": "Bearer from-env"})[0] == 200
         assert request(port, "GET", "/v1/models", None, {"Authorization": "Bearer from-env"},
                        host="rebound.example")[0] == 403
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)

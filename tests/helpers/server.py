@@ -1,4 +1,5 @@
-"""Shared by the hardening tests: a stub model for the server (random init, built in about a second)."""
+"""Shared by the server tests: a stub model (random init, built in about a second), a uvicorn server in a thread,
+and ``thinktune serve`` in a subprocess."""
 
 from __future__ import annotations
 
@@ -61,3 +62,40 @@ def live_guarded(engine, policy=None):
     with uvicorn_thread(lambda port: uvicorn_config(engine, "127.0.0.1", port, policy or Policy("127.0.0.1", port),
                                                     5)) as port:
         yield port
+
+
+@contextlib.contextmanager
+def serve_process(model_dir, *args: str, env: dict | None = None, start_timeout: float = 300.0):
+    """``thinktune serve MODEL_DIR --port <free port> ARGS`` in a subprocess, answering ``GET /health`` before this
+    yields ``(proc, port)``; killed on exit if it is still running."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "thinktune", "serve", str(model_dir), "--port", str(port), *args],
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "server did not come up"
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
