@@ -332,7 +332,8 @@ class GRPOStage(_Strict):
     reward_probes: bool = True  # run the reward-hacking probes before training and refuse on a violation
     reward_probe_items: PositiveInt = 8  # training items the probes are built from
     preflight: bool = True  # sample a few groups first; refuse when most are truncated or no group has variance
-    preflight_groups: PositiveInt = 4  # prompts sampled by the pre-flight (× samples_per_prompt completions)
+    # prompts per pre-flight round (× samples_per_prompt completions); up to 4 rounds while no group has variance
+    preflight_groups: PositiveInt = 4
     preflight_max_truncated: float = Field(0.5, ge=0.0, le=1.0)  # refuse above this truncated fraction
     max_train_prompts: PositiveInt | None = None  # use only the first N training prompts
     eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
