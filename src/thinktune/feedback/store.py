@@ -1,7 +1,9 @@
 """The labelling session's state in one SQLite file: items, who is labelling what, and every label.
 
 Durability: WAL journal with ``synchronous=FULL``, one transaction per click, committed (and so fsynced) before
-the server answers — a label the page saw acknowledged survives ``kill -9`` of the server and a power cut. Every
+the server answers — a label the page saw acknowledged survives ``kill -9`` of the server and a power cut. Handing
+out an item (an assignment) commits with ``synchronous=NORMAL``: it survives ``kill -9`` too (it is in the WAL),
+a power cut may lose the latest ones, which are then handed out again; the next label's fsync makes them durable. Every
 label carries an id the page generated; submitting the same id again (a retry after a lost answer) stores nothing
 and answers as the first time did, so each label is stored exactly once.
 
@@ -20,6 +22,7 @@ open pages use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +31,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items(pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, data TEXT NOT NULL,
                                  needed INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS items_open ON items(pos) WHERE done < needed;
+CREATE INDEX IF NOT EXISTS items_progress ON items(needed, done);
 CREATE TABLE IF NOT EXISTS assignments(item_id TEXT NOT NULL, annotator TEXT NOT NULL, assigned REAL NOT NULL,
                                        state TEXT NOT NULL DEFAULT 'open', verdict_seen INTEGER NOT NULL DEFAULT 0,
                                        PRIMARY KEY(item_id, annotator));
@@ -179,7 +184,7 @@ class LabelStore:
     def next_item(self, annotator: str) -> Item | None:
         """The item this annotator should label now: the one they hold, else a new one (None: nothing left)."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._unsynced():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 held = self._db.execute(
@@ -206,6 +211,15 @@ class LabelStore:
                 self._db.execute("ROLLBACK")
                 raise
         return Item.from_json(row[1]) if row is not None else None
+
+    @contextlib.contextmanager
+    def _unsynced(self) -> Iterator[None]:
+        """Commit without waiting for fsync (an assignment: module docstring); labels keep synchronous=FULL."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def set_candidates(self, item_id: str, candidates: list[Candidate]) -> Item:
         """Store sampled candidates of an item that had none (the first sample wins); an item with fewer than two
