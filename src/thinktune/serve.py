@@ -585,19 +585,6 @@ def serve(model, tokenizer, cfg: ServeConfig, host: str = "127.0.0.1", port: int
           vectors: dict[str, SteeringVector] | None = None, graceful_timeout: int = 30,
           log_level: str = "warning") -> None:
     """Run the server until SIGINT/SIGTERM (blocking); a signalled, graceful stop returns normally."""
-    import signal
+    from thinktune.httpserver import run_until_signalled
 
-    import uvicorn
-
-    app = build_app(Engine(model, tokenizer, cfg, vectors))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           timeout_graceful_shutdown=graceful_timeout))
-    # uvicorn handles the signal (graceful shutdown), then re-raises it to the handler it found installed; a no-op
-    # handler there makes a requested stop a normal exit instead of a kill (exit status 0, not -15 / 130)
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run_until_signalled(build_app(Engine(model, tokenizer, cfg, vectors)), host, port, log_level, graceful_timeout)

@@ -29,7 +29,6 @@ import contextlib
 import hmac
 import logging
 import re
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -234,17 +233,7 @@ def build_app(service: LabelService):
 
 def serve_labels(service: LabelService, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning") -> None:
     """Run the labelling server until SIGINT/SIGTERM (blocking); a requested stop returns normally."""
-    import signal
+    from thinktune.httpserver import run_until_signalled
 
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(build_app(service), host=host, port=port, log_level=log_level,
-                                           timeout_graceful_shutdown=5))
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run_until_signalled(build_app(service), host, port, log_level, graceful_timeout=5)
 
