@@ -1,5 +1,5 @@
-"""The labelling server as the user runs it (``thinktune label`` in its own process group), candidate files, and a
-scripted annotator that prefers the verifier's answer (a test stand-in for a person)."""
+"""The labelling server as the user runs it (``thinktune label`` in its own process group), candidate files, and
+the scripted annotator of experiments/human_feedback.py, who prefers the verifier's answer (a stand-in for a person)."""
 
 import json
 import os
@@ -13,6 +13,21 @@ import uuid
 from pathlib import Path
 
 from thinktune.formatting import render
+
+
+def _load_experiment(name: str):
+    """``experiments/<name>.py`` as a module (experiments/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[2] / "experiments"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HUMAN_FEEDBACK = _load_experiment("human_feedback")  # its scripted annotator is the tests' stand-in for a person
+scripted_choice = HUMAN_FEEDBACK.scripted_choice
 
 XSS_REASONING = "<script>window.__xss = 1; document.title = 'pwned'</script> 2 + 3 = 5"
 XSS_ANSWER = "<img src=x onerror=\"window.__xss = 2\">5"
@@ -111,17 +126,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scripted_choice(verdicts: dict[str, bool | None]) -> str:
-    """What the stand-in annotator clicks for two candidates: the correct one; tie when both are; both bad when
-    neither is (or the verifier has no verdict)."""
-    a, b = verdicts.get("A"), verdicts.get("B")
-    if a and not b:
-        return "A"
-    if b and not a:
-        return "B"
-    return "tie" if a and b else "both_bad"
-
-
 def label_all(server: LabelServer, annotator: str, limit: int | None = None) -> int:
     """Label items over HTTP as the scripted annotator (reveal the verdict, choose by it); returns the count."""
     n = 0
@@ -136,3 +140,19 @@ def label_all(server: LabelServer, annotator: str, limit: int | None = None) -> 
         assert status == 200
         n += 1
     return n
+
+
+
+def label_file_by_script(candidates: Path, out: Path, annotators: tuple[str, ...] = ("ana",), overlap: float = 0.0,
+                         k: int = 2, seed: int = 0) -> int:
+    """A labels file as a session of careful scripted annotators leaves it (the store, without HTTP; the
+    experiment's :func:`label_by_script`). Returns the label count."""
+    from thinktune.feedback.items import from_candidates_file
+    from thinktune.feedback.store import LabelStore, Settings
+
+    store = LabelStore(out.with_suffix(".sqlite"), from_candidates_file(candidates, k, seed), Settings(seed, overlap))
+    try:
+        HUMAN_FEEDBACK.label_by_script(store, dict.fromkeys(annotators, 0.0), seed)
+        return store.export(out)
+    finally:
+        store.close()
