@@ -324,6 +324,37 @@ class DynamicSampling(_Strict):
     #                              no extra generation); none qualifying in all rounds stops the run with an error
 
 
+class RewardModelStage(_Strict):
+    """A reward model trained on preference pairs with TRL's RewardTrainer (stages/reward_model.py): the pairwise
+    Bradley–Terry loss of InstructGPT's reward model (arXiv 2203.02155). GRPO trains against it with the
+    ``reward_model`` reward (rewards/library.py)."""
+
+    pairs_file: str  # a labels file written by `thinktune label`, or a pairs JSONL {question | prompt, chosen, rejected}
+    #                  (its path is fingerprinted, not its content, as for data files: after labelling more, rerun
+    #                  with --restart-from reward_model)
+    held_out: float = Field(0.2, gt=0.0, lt=1.0)  # fraction of the prompts held out to measure pairwise accuracy
+    epochs: PositiveFloat = 1.0  # passes over the training pairs (ignored when max_steps is set)
+    max_steps: PositiveInt | None = None  # optimizer steps; overrides epochs
+    examples_per_step: PositiveInt = 32  # pairs per optimizer step, summed over processes
+    micro_batch_size: PositiveInt = 8  # pairs per forward/backward pass on one process
+    learning_rate: PositiveFloat = 1e-5  # peak LR (from-scratch tiny models want more)
+    lr_scheduler: str = "linear"  # transformers scheduler name
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of the optimizer steps spent warming up
+    weight_decay: NonNegativeFloat = 0.0  # AdamW weight decay
+    max_length: PositiveInt = 1024  # prompt + completion tokens; longer pairs are dropped (not truncated)
+    eval_every: PositiveInt | None = None  # loss and pairwise accuracy on the held-out pairs every N steps (metrics.jsonl)
+    save_steps: PositiveInt = 50  # checkpoint every N steps (resumable)
+    keep_checkpoints: PositiveInt = 2  # committed checkpoints kept
+    logging_steps: PositiveInt = 10  # metrics.jsonl cadence
+    gradient_checkpointing: bool = False  # trade compute for memory (pointless for small models)
+    max_nonfinite_steps: PositiveInt = 3  # NaN/inf gradients: the step is skipped; this many in a row stop the run
+    trl: dict[str, Any] = Field(default_factory=dict)  # extra trl.RewardConfig fields, validated against TRL
+
+    def batch(self) -> BatchPlan:
+        return BatchPlan("reward_model", self.examples_per_step, "reward_model.examples_per_step",
+                         self.micro_batch_size)
+
+
 class GRPOStage(_Strict):
     """Group-relative policy optimisation with TRL's GRPOTrainer (docs/METHODS.md, "GRPO and its loss variants")."""
 
@@ -544,6 +575,8 @@ STAGES: tuple[Stage, ...] = (  # pipeline order
     Stage("data", "data", None, "thinktune.stages.data:run_stage", trains=False, makes_model=False),
     Stage("base", "model", None, "thinktune.stages.base:run_stage", trains=False, makes_model=True),
     Stage("sft", "sft", SFTStage, "thinktune.stages.sft:run_stage", trains=True, makes_model=True),
+    Stage("reward_model", "reward_model", RewardModelStage, "thinktune.stages.reward_model:run_stage", trains=True,
+          makes_model=False),
     Stage("grpo", "grpo", GRPOStage, "thinktune.stages.grpo:run_stage", trains=True, makes_model=True),
     Stage("dpo", "dpo", DPOStage, "thinktune.stages.dpo:run_stage", trains=True, makes_model=True),
     Stage("audit", "audit", AuditStage, "thinktune.audit.stage:run_stage", trains=False, makes_model=False),
@@ -745,16 +778,22 @@ def check_inputs(recipe: Recipe, source: str) -> None:
         if f and not Path(f).is_file():
             problems.append(f"data.{key}: {f} does not exist")
     problems += batch_problems(recipe)
+    pairs_files = [(key, getattr(recipe, key).pairs_file) for key in ("dpo", "reward_model")
+                   if getattr(recipe, key) is not None and getattr(recipe, key).pairs_file]
+    for key, pairs_file in pairs_files:
+        from thinktune.data.pairs import read_pairs_file
+        from thinktune.data.records import DataError
+
+        try:
+            read_pairs_file(pairs_file)
+        except DataError as e:
+            problems.append(f"{key}.pairs_file: {e}")
+    for i, spec in enumerate(recipe.grpo.rewards if recipe.grpo else []):
+        if spec.fn == "reward_model" and "path" not in spec.kwargs and recipe.reward_model is None:
+            problems.append(f"grpo.rewards.{i}: reward_model needs kwargs.path (a reward model's directory) or a "
+                            f"reward_model stage in this recipe")
     if recipe.dpo:
         d = recipe.dpo
-        if d.pairs_file:
-            from thinktune.data.pairs import read_pairs_file
-            from thinktune.data.records import DataError
-
-            try:
-                read_pairs_file(d.pairs_file)
-            except DataError as e:
-                problems.append(f"dpo.pairs_file: {e}")
         if d.teacher and d.teacher.startswith((".", "/", "~")) and not Path(d.teacher).expanduser().exists():
             problems.append(f"dpo.teacher: {d.teacher} does not exist")
     if not problems:  # names and sizes are judged on a recipe whose files are all there

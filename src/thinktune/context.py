@@ -7,6 +7,7 @@ Layout (docs/ARCHITECTURE.md)::
       manifest.json    versions, recipe hash, per-stage status, fingerprint, timings, results
       data/            train.jsonl, eval.jsonl, stats.json
       base/ sft/ grpo/ dpo/   checkpoint-*/ (resumable, COMMITTED marker), final/, metrics.jsonl, completions/
+      reward_model/    final/ (a scorer, not a policy), pairs_stats.json, held_out.json
       audit/<model>/   audit.json, examples.jsonl
       results.json     held-out accuracy of every model
       report.html
@@ -48,6 +49,16 @@ class RunDir:
     def model_stages(self) -> list[str]:
         """The recipe's stages that make a model, in pipeline order."""
         return [s.name for s in STAGES if s.makes_model and s.name in self.recipe.stages()]
+
+    def grpo_rewards(self) -> list[Any]:
+        """The recipe's GRPO rewards, a ``reward_model`` reward without a ``path`` pointed at this run's reward model
+        (``reward_model/final``, when the recipe has that stage): what GRPO trains on and the audit scores with."""
+        specs = list(self.recipe.grpo.rewards) if self.recipe.grpo else []
+        if "reward_model" not in self.recipe.stages():
+            return specs
+        path = str(self.output_path("reward_model") / "final")
+        return [s.model_copy(update={"kwargs": {**s.kwargs, "path": path}})
+                if s.fn == "reward_model" and "path" not in s.kwargs else s for s in specs]
 
     def input_model_stage(self, stage: str) -> str:
         """The stage whose output model ``stage`` starts from (the previous model stage)."""

@@ -338,3 +338,18 @@ def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def reward_model_from(model):
+    """A sequence classifier with one output (a reward model) built on ``model``'s transformer: the causal LM's body
+    is copied, its LM head dropped and a freshly initialised scalar head (``score``) added, as InstructGPT's reward
+    model starts from the SFT model (arXiv 2203.02155, §3.5). The head is initialised from torch's RNG (seed first)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = model.config.__class__.from_dict({**model.config.to_dict(), "num_labels": 1})
+    config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None \
+        else model.config.eos_token_id
+    classifier = AutoModelForSequenceClassification.from_config(config)
+    body = getattr(model, model.base_model_prefix)
+    getattr(classifier, classifier.base_model_prefix).load_state_dict(body.state_dict())
+    return classifier.to(model.dtype)

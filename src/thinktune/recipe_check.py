@@ -89,7 +89,9 @@ def reward_problems(recipe) -> list[str]:
         except RewardError as e:
             problems.append(f"{key}.kwargs: {e}")
             continue
-        if spec.fn in REWARDS:  # built-ins are pure and fast: one call shows a bad setting's value now
+        # built-ins are pure and fast: one call shows a bad setting's value now; a learned reward (reward_model)
+        # loads a model on its first call, and without a path it scores with the run's own, not yet trained, one
+        if spec.fn in REWARDS and spec.fn != "reward_model":
             try:
                 fn(sample, record, **kwargs)
             except Exception as e:  # noqa: BLE001 - any failure here would be a failure of every GRPO step

@@ -659,19 +659,8 @@ def serve(model, tokenizer, cfg: ServeConfig, host: str = "127.0.0.1", port: int
     """Run the server until SIGINT/SIGTERM (blocking); a signalled, graceful stop returns normally.
 
     ``policy`` defaults to accepting the bound address only, with no API key (serve_guard.py)."""
-    import signal
-
-    import uvicorn
+    from thinktune.httpserver import run_config_until_signalled
 
     engine = Engine(model, tokenizer, cfg, vectors)
-    server = uvicorn.Server(uvicorn_config(engine, host, port, policy or Policy(host, port), graceful_timeout,
-                                           log_level))
-    # uvicorn handles the signal (graceful shutdown), then re-raises it to the handler it found installed; a no-op
-    # handler there makes a requested stop a normal exit instead of a kill (exit status 0, not -15 / 130)
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run_config_until_signalled(uvicorn_config(engine, host, port, policy or Policy(host, port), graceful_timeout,
+                                              log_level))

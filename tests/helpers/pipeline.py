@@ -42,6 +42,8 @@ def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
             raw.pop(stage, None)
         elif stage == "dpo" and "dpo" not in raw:  # the quickstart has no DPO: a CI-sized block, then the overrides
             raw["dpo"] = {**REDUCED_DPO, **over}
+        elif stage not in raw:  # a stage the quickstart has no block for (reward_model): the overrides are the block
+            raw[stage] = dict(over)
         else:
             raw[stage].update(over)
     path = tmp_path / f"{name}.yaml"

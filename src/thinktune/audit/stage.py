@@ -107,7 +107,7 @@ def score_samples(ctx: StageContext, audits: dict[str, tuple[dict, list]], recor
 
     g = ctx.recipe.grpo
     by_id = {r.id: r for r in records}
-    with RewardRunner(g.rewards, ctx.fmt, max_error_fraction=1.0, workers=g.reward_workers,
+    with RewardRunner(ctx.grpo_rewards(), ctx.fmt, max_error_fraction=1.0, workers=g.reward_workers,
                       deadline=g.reward_deadline, cache=False) as runner:
         for _, rows in audits.values():
             scored = [r for r in rows if isinstance(r.get("completion"), str) and r.get("id") in by_id]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from thinktune.cli import audit, data, decoding, experiments, main, report, rewards
+from thinktune.cli import audit, data, decoding, experiments, label, main, report, rewards
 
 app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -25,3 +25,4 @@ app.command("generate")(decoding.generate_cmd)
 app.add_typer(decoding.tip_app, name="tip")
 app.add_typer(decoding.steer_app, name="steer")
 app.command("serve")(decoding.serve_cmd)
+app.add_typer(label.label_app, name="label")

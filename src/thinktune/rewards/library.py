@@ -36,6 +36,9 @@ name               what it pays, and its source
 ``abstain``        On an unanswerable record (``answerable: false``) an abstention ("I don't know") earns
                    ``reward``; on an answerable one it costs ``penalty`` (AbstentionBench, arXiv 2506.09038: reasoning
                    fine-tuning loses abstention; this is the counterweight). Answers earn 0 either way.
+``reward_model``   A learned reward model's score of (question, completion), trained on people's preference
+                   labels by the ``reward_model`` stage (InstructGPT's RLHF reward, arXiv 2203.02155). Unbounded
+                   (a logit); GRPO's group normalisation makes its scale matter only beside other rewards (``scale``).
 =================  =========================================================================================
 
 Deviations, each deliberate (the hack probes in rewards/probes.py are what they defend against):
@@ -266,6 +269,21 @@ def abstain(completion: str, record: Record, fmt: CompletionFormat = DEFAULT_FOR
     return -penalty if abstained else 0.0
 
 
+def reward_model(completion: str, record: Record, fmt: CompletionFormat = DEFAULT_FORMAT, path: str | None = None,
+                 scale: float = 1.0, threads: int = 1) -> float | None:
+    """A learned reward model's score of the completion to the record's question, times ``scale`` (RLHF: Ouyang et
+    al., arXiv 2203.02155). ``path``: the model's directory; a recipe with a ``reward_model`` stage leaves it out and
+    GRPO fills in the run's own (reward_model/final). Scored as the stage trained and measured it
+    (rewards/learned.py); ``threads``: torch threads in each reward worker. Each reward worker loads the model on
+    its first call, inside that call's ``grpo.reward_deadline``: for a model that takes longer to load, raise it."""
+    if not path:
+        raise RewardError("reward_model needs kwargs.path (a reward model directory), or a reward_model stage in the "
+                          "recipe")
+    from thinktune.rewards.learned import scorer
+
+    return scale * scorer(str(path), threads).score([record.question], [completion])[0]
+
+
 # --- registry ------------------------------------------------------------------------------------------------------
 
 # Probe tags each built-in strictly defends (rewards/probes.py): a probe with the right answer that breaks this
@@ -278,6 +296,7 @@ overlong.guards = frozenset({"length"})  # type: ignore[attr-defined]
 repetition.guards = frozenset({"length", "repetition"})  # type: ignore[attr-defined]
 language.guards = frozenset({"language"})  # type: ignore[attr-defined]
 abstain.guards = frozenset()  # type: ignore[attr-defined]
+reward_model.guards = frozenset()  # type: ignore[attr-defined]  # learned: it defends only what its labels taught
 
 REWARDS: dict[str, RewardFn] = {
     "correct": correct,
@@ -288,6 +307,7 @@ REWARDS: dict[str, RewardFn] = {
     "repetition": repetition,
     "language": language,
     "abstain": abstain,
+    "reward_model": reward_model,
 }
 
 

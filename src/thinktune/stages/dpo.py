@@ -15,7 +15,9 @@ Pairs (docs/METHODS.md, "DPO on verified samples"), ``dpo.pairs``:
   model and pairs correct with incorrect ones.
 - ``teacher``: the same, with another model (``dpo.teacher``) sampling.
 - ``file``: a JSONL of ``{question | prompt, chosen, rejected}`` rows (``id`` optional), validated with
-  ``file:line: field:`` errors. ``question`` goes through the chat template; ``prompt`` is used verbatim.
+  ``file:line: field:`` errors. ``question`` goes through the chat template; ``prompt`` is used verbatim. A labels
+  file written by ``thinktune label`` works too: its labels become pairs (data/labels.py; ties, both-bad and
+  disagreeing judgements give none and are counted in ``pairs_stats.json`` with the annotators' agreement).
 
 The pairs are written atomically to ``dpo/pairs.jsonl`` and their counts to ``dpo/pairs_stats.json`` (written
 last, so it marks the pairs complete); a resumed stage reuses them instead of sampling again.
@@ -41,7 +43,7 @@ from typing import Any
 
 from thinktune.config import DPOStage, Recipe
 from thinktune.context import StageContext
-from thinktune.data.pairs import read_pairs_file
+from thinktune.data.pairs import load_pairs
 from thinktune.data.records import Record, iter_jsonl, read_records, write_jsonl
 from thinktune.distributed import main_first
 from thinktune.errors import StageError
@@ -51,6 +53,7 @@ from thinktune.models import load_stage_output
 from thinktune.progress import reporter
 from thinktune.stages.setup import (
     peft_config,
+    preference_rows,
     seed_everything,
     stage_callbacks,
     train_resumable,
@@ -170,8 +173,7 @@ def make_pairs(ctx: StageContext, model, tokenizer) -> tuple[list[dict[str, str]
     fmt = ctx.fmt
     if cfg.pairs == "file":
         assert cfg.pairs_file is not None
-        pairs = read_pairs_file(cfg.pairs_file)
-        stats: dict[str, Any] = {"source": "file", "file": cfg.pairs_file, "pairs": len(pairs)}
+        pairs, stats = load_pairs(cfg.pairs_file)
     else:
         records = read_records(ctx.data_file("train"))
         if cfg.max_questions:
@@ -204,16 +206,7 @@ def build_dataset(pairs: Sequence[dict[str, str]], tokenizer, recipe: Recipe, cf
     """(datasets.Dataset of prompt/chosen/rejected, number of pairs dropped as longer than max_length)."""
     from datasets import Dataset
 
-    rows, too_long = [], 0
-    for p in pairs:
-        prompt = p["prompt"] if "prompt" in p else chat_prompt(tokenizer, p["question"], recipe.model.instruction,
-                                                                recipe.model.system)
-        longest = max(len(tokenizer(prompt + p[k], add_special_tokens=False)["input_ids"]) for k in
-                      ("chosen", "rejected")) + 1  # + EOS
-        if longest > cfg.max_length:
-            too_long += 1
-            continue
-        rows.append({"prompt": prompt, "chosen": p["chosen"], "rejected": p["rejected"]})
+    rows, too_long = preference_rows(pairs, tokenizer, recipe.model, cfg.max_length)
     return Dataset.from_list(rows), too_long
 
 

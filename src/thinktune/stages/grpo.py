@@ -136,7 +136,7 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         for r in records
     ])
 
-    rewards = RewardRunner(cfg.rewards, ctx.fmt, cfg.reward_max_error_fraction,
+    rewards = RewardRunner(ctx.grpo_rewards(), ctx.fmt, cfg.reward_max_error_fraction,
                            completions_dir=ctx.dir / "completions", workers=cfg.reward_workers,
                            deadline=cfg.reward_deadline)
     try:
@@ -153,7 +153,7 @@ def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> di
     # Under `run --processes N` the reward probes and the pre-flight run on rank 0 alone (one writer, counted once);
     # the other ranks go on to the trainer and wait at its first collective, or are stopped when rank 0 refuses.
     if cfg.reward_probes and is_main():  # a reward that pays for a hack is found before training (docs/METHODS.md)
-        report = probe_rewards(cfg.rewards, records, ctx.fmt, runner=rewards, max_items=cfg.reward_probe_items)
+        report = probe_rewards(rewards.specs, records, ctx.fmt, runner=rewards, max_items=cfg.reward_probe_items)
         atomic_write_json(ctx.dir / PROBES_FILE, report.to_dict())
         if not report.ok:
             raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_probes=false)")

@@ -13,6 +13,7 @@ from typing import Any
 
 from thinktune import distributed
 from thinktune.errors import RecipeError
+from thinktune.formatting import chat_prompt
 from thinktune.io import atomic_write_json, atomic_write_text, commit_dir, staging_dir
 from thinktune.models import MODEL_META
 
@@ -122,9 +123,10 @@ def peft_config(lora) -> Any:
                           target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
-def stage_callbacks(ctx, cfg, tokenizer, max_new_tokens: int) -> list:
+def stage_callbacks(ctx, cfg, tokenizer, max_new_tokens: int | None) -> list:
     """Callbacks every training stage installs: NaN guard, committed checkpoints, metrics.jsonl, progress bar, and
-    the held-out accuracy curve when ``cfg.eval_every`` asks for it (greedy, ``max_new_tokens`` per item)."""
+    the held-out accuracy curve when ``cfg.eval_every`` asks for it (greedy, ``max_new_tokens`` per item; None for a
+    stage whose model does not generate, which evaluates through its trainer instead)."""
     from thinktune.data.records import read_records
     from thinktune.stages.callbacks import (
         CommitCheckpoints,
@@ -137,12 +139,29 @@ def stage_callbacks(ctx, cfg, tokenizer, max_new_tokens: int) -> list:
     metrics = ctx.dir / "metrics.jsonl"
     callbacks = [NonFiniteGuard(cfg.max_nonfinite_steps), CommitCheckpoints(ctx.dir, cfg.keep_checkpoints),
                  MetricsLog(metrics), ProgressBar(ctx.stage)]
-    if cfg.eval_every:
+    if cfg.eval_every and max_new_tokens is not None:
         held_out = read_records(ctx.data_file("eval"))[: cfg.eval_items]
         model = ctx.recipe.model
         callbacks.append(HeldOutAccuracy(held_out, tokenizer, ctx.fmt, metrics, cfg.eval_every, max_new_tokens,
                                          model.instruction, model.system))
     return callbacks
+
+
+def preference_rows(pairs, tokenizer, model_cfg, max_length: int) -> tuple[list[dict[str, str]], int]:
+    """``{prompt, chosen, rejected}`` rows for TRL's preference trainers (DPO, reward model) from pairs files' rows:
+    ``question`` goes through the chat template, ``prompt`` is kept as given. Pairs longer than ``max_length`` tokens
+    (prompt + the longer completion + EOS) are dropped, not truncated; returns the rows and how many were dropped."""
+    rows, too_long = [], 0
+    for p in pairs:
+        prompt = p["prompt"] if "prompt" in p else chat_prompt(tokenizer, p["question"], model_cfg.instruction,
+                                                                model_cfg.system)
+        longest = max(len(tokenizer(prompt + p[k], add_special_tokens=False)["input_ids"]) for k in
+                      ("chosen", "rejected")) + 1  # + EOS
+        if longest > max_length:
+            too_long += 1
+            continue
+        rows.append({"prompt": prompt, "chosen": p["chosen"], "rejected": p["rejected"]})
+    return rows, too_long
 
 
 def train_resumable(ctx, trainer, tokenizer) -> dict[str, Any]:

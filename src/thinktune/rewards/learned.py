@@ -1,0 +1,79 @@
+"""Scores from a learned reward model: a sequence classifier with one output, trained on preference pairs by the
+``reward_model`` stage (stages/reward_model.py) and read by the ``reward_model`` reward (rewards/library.py).
+
+A completion is scored exactly as TRL's ``RewardTrainer`` saw its training pairs: the prompt (the question through
+the model's chat template, with the instruction and system message the stage recorded in ``reward_model.json``),
+then the completion, then EOS, tokenized by the tokenizer's own call, right-padded, the score read at the last
+non-pad token. The stage measures its held-out accuracy with this same code, so the accuracy it reports is the
+accuracy of the reward GRPO trains against.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from thinktune.formatting import chat_prompt
+
+REWARD_MODEL_META = "reward_model.json"  # in the reward model's directory: {"instruction", "system"}
+
+
+class RewardModelScorer:
+    """Batched scores of (question, completion) pairs under a saved reward model (CPU or the first GPU)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise FileNotFoundError(f"{self.path}: not a reward model directory (no config.json)")
+        if threads:
+            torch.set_num_threads(threads)
+        meta_path = self.path / REWARD_MODEL_META
+        meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.instruction, self.system = meta.get("instruction"), meta.get("system")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+
+    def prompt(self, question: str) -> str:
+        return chat_prompt(self.tokenizer, question, self.instruction, self.system)
+
+    def score_texts(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """Scores of ``prompt + completion + EOS`` (prompts already templated)."""
+        import torch
+
+        eos = self.tokenizer.eos_token or ""
+        pad = self.tokenizer.pad_token_id
+        out: list[float] = []
+        for start in range(0, len(prompts), self.batch_size):
+            ids = [self.tokenizer(p + (c if c.endswith(eos) else c + eos))["input_ids"]
+                   for p, c in zip(prompts[start:start + self.batch_size], completions[start:start + self.batch_size])]
+            width = max(len(x) for x in ids)
+            batch = torch.full((len(ids), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for i, x in enumerate(ids):
+                batch[i, : len(x)] = torch.tensor(x)
+                mask[i, : len(x)] = 1
+            with torch.no_grad():
+                logits = self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device)).logits
+            out.extend(float(v) for v in logits[:, 0].float().cpu())
+        return out
+
+    def score(self, questions: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """Scores of completions to questions (the questions go through the chat template)."""
+        return self.score_texts([self.prompt(q) for q in questions], completions)
+
+
+@functools.lru_cache(maxsize=2)
+def scorer(path: str, threads: int | None = None) -> RewardModelScorer:
+    """One loaded reward model per path and process (reward workers load it on their first call)."""
+    return RewardModelScorer(path, threads)
