@@ -71,3 +71,14 @@ def test_validate_canonical_requires_ids_and_hints_at_formats(tmp_path):
     assert res.exit_code == 1 and f"{f}:1: id: required field is missing" in res.output and "--format" in res.output
     res = runner.invoke(app, ["data", "validate", str(f), "--format", "gsm8k"])
     assert res.exit_code == 0 and "5 valid rows" in res.output
+
+
+def test_curate_reports_every_filter_it_ran_even_when_it_removed_nothing(tmp_path):
+    out = tmp_path / "c.jsonl"
+    res = runner.invoke(app, ["data", "curate", str(FIX / "gsm8k_test_head5.jsonl"), "-o", str(out), "--no-near"])
+    assert res.exit_code == 0, res.output
+    assert "exact_dedupe: removed 0" in res.output and "answer_consistency: removed 0" in res.output
+    assert "near_dedupe" not in res.output  # turned off: not reported
+    report = json.loads((tmp_path / "c.jsonl.stats.json").read_text())
+    assert list(report["removed"]) == ["exact_dedupe", "answer_consistency"]
+    assert report["removed"]["exact_dedupe"] == {"removed": 0, "reasons": {}, "examples": []}

@@ -193,7 +193,7 @@ def curate_cmd(
                              contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold)
                              if eval_recs else None)
         rows = _records([_spec(p, fmt, None) for p in inputs], problems, counts, show)
-        with reporter().task("curate") as t:
+        with progress_shown(), reporter().task("curate") as t:
             res = curate_files(rows, output, opts, rep, eval_output=eval_output, eval_fraction=eval_fraction,
                                on_chunk=t.advance)
         summary = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
@@ -201,7 +201,8 @@ def curate_cmd(
         atomic_write_json(report or output.with_name(output.name + ".stats.json"), summary)
     _print_problems(problems, counts)
     for name, f in rep.filters.items():
-        out.print(f"  [bold]{name}[/]: removed {f.removed} ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})")
+        why = f" ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})" if f.reasons else ""
+        out.print(f"  [bold]{name}[/]: removed {f.removed}{why}")
         for ex in f.examples[:show]:
             out.print(f"      {ex['id']}: {ex['reason']}", highlight=False, markup=False)
     out.print(f"[green]kept[/] {rep.kept} of {rep.seen} → {output}"
