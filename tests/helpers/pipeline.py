@@ -26,6 +26,7 @@ def reduced_recipe(tmp_path: Path, name: str = "qs", **stage_overrides) -> Path:
     raw = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
     raw["name"] = name
     raw["output_dir"] = str(tmp_path / "runs")
+    raw["threads"] = 1  # toy sizes gain nothing from a second thread, and CI runs tests side by side
     raw["model"]["tiny"].update(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, vocab_size=300)
     raw["data"]["task"].update(n_train=400, n_eval=40)
     raw["sft"].update(max_steps=24, examples_per_step=16, micro_batch_size=16, save_steps=8, warmup_ratio=0.0)

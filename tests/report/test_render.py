@@ -54,7 +54,8 @@ def real_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report-run")
     recipe = reduced_recipe(
         tmp, "rep",
-        sft={"max_steps": 160, "save_steps": 80, "logging_steps": 5, "eval_every": 40, "eval_items": 20},
+        sft={"max_steps": 160, "save_steps": 80, "logging_steps": 5, "eval_every": 40, "eval_items": 20,
+             "lr_scheduler": "cosine"},  # a decaying LR: the toy model settles on the answer format in 160 steps
         grpo={"logging_steps": 1, "eval_every": 2, "eval_items": 20},
         audit={"tests": ["early_answering", "filler", "info_gain", "calibration", "paraphrase", "mistakes"],
                "samples": 4, "pass_k": [1, 4], "filler_curve": [0, 0.5, 1], "bootstrap": 200})
