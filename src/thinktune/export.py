@@ -4,6 +4,10 @@
 weights, the tokenizer and its chat template. Adapter chains (base → sft adapter → grpo adapter) are merged in
 order with peft's ``merge_and_unload``; ``--no-merge`` copies the last adapter as a standard PEFT adapter instead
 (its ``thinktune_model.json`` says which model it applies to). The output directory is written atomically.
+
+A merged export keeps the run's prompt contract (instruction, system message, completion format) in its
+``thinktune_model.json``, so ``thinktune generate|audit|serve`` prompt it as the run did; plain transformers
+ignores the file.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from thinktune.config import MODEL_STAGES
 from thinktune.context import MANIFEST_FILE, RECIPE_FILE, RunDir, read_run_recipe
 from thinktune.errors import RunStateError
-from thinktune.io import commit_dir, staging_dir
+from thinktune.io import atomic_write_text, commit_dir, staging_dir
 from thinktune.models import MODEL_META
+from thinktune.named_model import completed_model_stages
 
 
 def export_model(run_dir: str | Path, output: str | Path, stage: str | None = None, merge: bool = True) -> dict[str, Any]:
@@ -27,11 +31,9 @@ def export_model(run_dir: str | Path, output: str | Path, stage: str | None = No
     manifest_path = root / MANIFEST_FILE
     if not manifest_path.exists() or not (root / RECIPE_FILE).exists():
         raise RunStateError(f"{root}: not a thinktune run directory (no {MANIFEST_FILE} / {RECIPE_FILE})")
-    manifest = json.loads(manifest_path.read_text())
     layout = RunDir(root, read_run_recipe(root))
     recipe = layout.recipe
-    done = [s for s in MODEL_STAGES if manifest.get("stages", {}).get(s, {}).get("status") == "complete"
-            and layout.output_path(s).exists()]
+    done = completed_model_stages(root, layout)
     if not done:
         raise RunStateError(f"{root}: no completed model stage to export")
     stage = stage or done[-1]
@@ -49,5 +51,7 @@ def export_model(run_dir: str | Path, output: str | Path, stage: str | None = No
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         kind = "merged" if kind == "adapter" else "full"
+        atomic_write_text(tmp / MODEL_META, json.dumps({"kind": "full", "prompt": layout.prompt.to_dict(),
+                                                        "exported_from": {"run": recipe.name, "stage": stage}}) + "\n")
     commit_dir(tmp, output)
     return {"stage": stage, "path": str(output), "kind": kind}

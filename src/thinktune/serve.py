@@ -69,7 +69,8 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1)  # larger request bodies get 413
     max_batch: int = Field(8, ge=1)  # requests decoded together
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
-    instruction: str | None = None  # prepended to the first user message (models not trained on the format)
+    instruction: str | None = None  # prepended to the first user message (the model's prompt contract)
+    system: str | None = None  # the system message of a request that has none (the model's prompt contract)
     tip: TipConfig | None = None  # TIP applied when a request does not say
     steer: tuple[str, float] | None = None  # (vector name, strength) applied when a request does not say
     fmt: CompletionFormat = DEFAULT_FORMAT
@@ -385,6 +386,8 @@ class Server:
 
     def prompt_text(self, messages: list[Message]) -> str:
         msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in messages]
+        if self.cfg.system and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.cfg.system})
         if self.cfg.instruction:
             first_user = next((m for m in msgs if m["role"] == "user"), None)
             if first_user is not None:
