@@ -20,6 +20,10 @@ def test_untrained_model_is_refused_before_grpo_trains(recipe_factory):
     root = recipe.parent / "runs" / "pf"
     numbers = json.loads((root / "grpo" / "preflight.json").read_text())
     assert numbers["zero_variance_fraction"] == 1.0 and numbers["completions"] == 4 * 4
+    # why it refused, and what it saw: every sampled completion with its per-reward scores (issue 21, point 4)
+    assert numbers["refused"] and "zero reward variance" in numbers["reasons"][0]
+    assert len(numbers["samples"]) == 16 and set(numbers["samples"][0]["rewards"]) == {"correct", "format"}
+    assert "grpo/preflight.json" in proc.stderr
     assert not (root / "grpo" / "final").exists() and not list((root / "grpo").glob("checkpoint-*"))
 
 

@@ -7,8 +7,9 @@ Two failure patterns make GRPO train on nothing while every log line looks norma
 2. every group has zero reward variance (all right or all wrong), so every advantage is 0.
 
 ``preflight`` samples ``groups`` prompts × ``samples_per_prompt`` completions with the stage's own sampling settings,
-scores them with the stage's rewards (weighted sum, None counted as 0 as TRL's nansum does), and returns the numbers;
-``check`` turns them into a refusal. Sampling runs under ``torch.random.fork_rng`` so training's RNG stream, and
+scores them with the stage's rewards (weighted sum, None counted as 0 as TRL's nansum does), and returns the numbers
+with every sampled completion and its per-reward scores (``samples``, written to ``grpo/preflight.json``), so a
+refusal can be understood without exporting the model; ``problems`` names what is wrong and ``check`` refuses. Sampling runs under ``torch.random.fork_rng`` so training's RNG stream, and
 therefore the run's numbers and exact resume, are unchanged.
 """
 
@@ -36,18 +37,24 @@ def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     truncated = sum(n >= cfg.max_new_tokens for n in lengths) / len(texts)
     totals = [0.0] * len(texts)
+    scores: list[dict[str, float | None]] = [{} for _ in texts]
     for i, spec in enumerate(cfg.rewards):
         for j, v in enumerate(rewards.score(i, texts, owners)):
             totals[j] += spec.weight * (v or 0.0)
+            scores[j][rewards.names[i]] = v
     per_group = [totals[k * cfg.samples_per_prompt:(k + 1) * cfg.samples_per_prompt] for k in range(len(recs))]
     zero_var = sum(max(g) - min(g) < 1e-12 for g in per_group) / len(per_group)
+    samples = [{"id": r.id, "group": j // cfg.samples_per_prompt, "question": r.question, "gold": r.answer,
+                "completion": t, "tokens": n, "truncated": n >= cfg.max_new_tokens, "rewards": sc,
+                "total": round(tot, 6)}
+               for j, (r, t, n, sc, tot) in enumerate(zip(owners, texts, lengths, scores, totals))]
     return {"groups": len(recs), "completions": len(texts), "truncated_fraction": truncated,
             "zero_variance_fraction": zero_var, "mean_reward": sum(totals) / len(totals),
-            "mean_tokens": sum(lengths) / len(lengths)}
+            "mean_tokens": sum(lengths) / len(lengths), "samples": samples}
 
 
-def check(numbers: dict[str, Any], max_truncated: float) -> None:
-    """Refuse (StageError, with the numbers) when training would learn nothing."""
+def problems(numbers: dict[str, Any], max_truncated: float) -> list[str]:
+    """Why training would learn nothing (empty when the pre-flight passes)."""
     problems = []
     if numbers["truncated_fraction"] > max_truncated:
         problems.append(f"{numbers['truncated_fraction']:.0%} of sampled completions hit max_new_tokens "
@@ -56,6 +63,13 @@ def check(numbers: dict[str, Any], max_truncated: float) -> None:
         problems.append(f"all {numbers['groups']} sampled groups have zero reward variance (mean reward "
                         f"{numbers['mean_reward']:.3f}): every advantage would be 0 and GRPO would learn nothing — "
                         f"check the rewards on real completions (thinktune rewards score) or the SFT model")
-    if problems:
-        raise StageError("grpo pre-flight refused to train:\n  " + "\n  ".join(problems)
-                         + "\n(set grpo.preflight=false to train anyway)")
+    return problems
+
+
+def check(numbers: dict[str, Any], max_truncated: float) -> None:
+    """Refuse (StageError, with the numbers) when training would learn nothing."""
+    found = problems(numbers, max_truncated)
+    if found:
+        raise StageError("grpo pre-flight refused to train:\n  " + "\n  ".join(found)
+                         + "\n(the sampled completions and their scores are in grpo/preflight.json; "
+                           "set grpo.preflight=false to train anyway)")
