@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thinktune.decoding.steering import SteeringVector, steered
 from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig, switch_token_ids
+from thinktune.errors import ThinktuneError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
 from thinktune.generation import SamplingParams, hf_generate_kwargs, trim_at_stop
 
@@ -584,6 +585,29 @@ async def _sse(server: Server, job: Job, events: asyncio.Queue, rid: str, create
         job.cancelled.set()  # a client that went away stops its row; a finished row is unaffected
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise a one-line :class:`ThinktuneError` when ``host:port`` cannot be bound (in use, no permission, no such
+    address) — checked before the model loads, so a busy port costs no loading time."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a TIME_WAIT port is free
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ThinktuneError(f"port {port} on {host} is already in use: stop the server using it or choose "
+                                     "another with --port") from None
+            if e.errno == errno.EACCES:
+                raise ThinktuneError(f"no permission to bind port {port} on {host}: ports below 1024 need root; "
+                                     "choose another with --port") from None
+            raise ThinktuneError(f"cannot bind {host}:{port} ({e.strerror}): check --host and --port") from None
+        except (socket.gaierror, OverflowError) as e:
+            raise ThinktuneError(f"cannot bind {host}:{port} ({e}): check --host and --port") from None
+
+
 def serve(model, tokenizer, cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
           vectors: dict[str, SteeringVector] | None = None, graceful_timeout: int = 30,
           log_level: str = "warning") -> None:
@@ -601,6 +625,9 @@ def serve(model, tokenizer, cfg: ServeConfig, host: str = "127.0.0.1", port: int
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         server.run()
+    except SystemExit as e:  # uvicorn exits 1 or 3 when it cannot start (the port was taken after check_port)
+        raise ThinktuneError(f"the server could not start on {host}:{port} (exit {e.code}); is the port in use? "
+                             "choose another with --port") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

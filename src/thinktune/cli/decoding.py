@@ -406,8 +406,9 @@ def serve_cmd(
         from thinktune.decoding.tip import TipConfig
         from thinktune.formatting import DEFAULT_FORMAT
         from thinktune.named_model import model_labels
-        from thinktune.serve import ServeConfig, serve
+        from thinktune.serve import ServeConfig, check_port, serve
 
+        check_port(host, port)  # before the model loads: a busy port is one line, at once
         m, tok, instr, _, contract = _model(model, instruction, None)
         if instruction == "auto" and contract is None:
             instr = None  # a model without a contract is served as it is
