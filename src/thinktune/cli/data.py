@@ -77,14 +77,15 @@ def _print_problems(problems, counts: Counter) -> None:
 @data_app.command("validate")
 def validate_cmd(
     files: Annotated[list[Path], typer.Argument(help="Data files (.jsonl .json .csv .tsv .parquet) or dataset dirs.")],
-    fmt: FormatOpt = "canonical",
+    fmt: FormatOpt = "auto",
     fields: FieldOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on any problem (default: skip bad rows, report counts).")] = False,
     max_row_bytes: Annotated[int | None, typer.Option(help="Longest allowed JSONL line in bytes (default 1,000,000).")] = None,
     show: ShowOpt = 50,
 ) -> None:
-    """Check every row against the canonical schema: bad JSON / UTF-8, missing, empty or non-string fields,
-    duplicate ids, over-long rows — each reported with file:line and field."""
+    """Check every row as convert/curate/stats read it (the format auto-detected from the first row, like every
+    data command): bad JSON / UTF-8, missing, empty or non-string fields, duplicate ids, over-long rows — each
+    reported with file:line and field."""
 
     problems: list = []
     counts: Counter = Counter()
@@ -98,7 +99,8 @@ def validate_cmd(
               f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
     if (bad and strict) or good == 0:
         if good == 0:
-            hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" else ""
+            hint = {"canonical": " (not canonical records? try --format auto, gsm8k or math)",
+                    "auto": " (try --format gsm8k or math, or map columns with --field question=COLUMN)"}.get(fmt, "")
             console.print(f"[bold red]error:[/] no valid rows{hint}")
         raise typer.Exit(1)
 
