@@ -116,13 +116,16 @@ def export_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the standalone model.")],
     stage: Annotated[str | None, typer.Option(help="Which model (base, sft, dpo, grpo); default: the last one trained.")] = None,
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge adapters into the weights.")] = True,
+    dtype: Annotated[str, typer.Option(help="Weights written as fp32, bf16 or fp16 (merged models).")] = "fp32",
 ) -> None:
-    """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template) plain transformers loads."""
+    """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template, model card) that plain
+    transformers loads."""
     from thinktune.export import export_model
 
     with user_errors():
-        written = export_model(run_dir, output, stage=stage, merge=merge)
-    out.print(f"[green]exported[/] {written['stage']} → {written['path']} ({written['kind']})")
+        written = export_model(run_dir, output, stage=stage, merge=merge, dtype=dtype)
+    out.print(f"[green]exported[/] {written['stage']} → {written['path']} ({written['kind']}"
+              + (f", {written['dtype']}" if written["dtype"] else "") + ")")
 
 
 def version_cmd() -> None:
