@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -31,6 +32,23 @@ from thinktune.progress import Reporter, TaskHandle, set_reporter
 
 console = Console(stderr=True, soft_wrap=True)  # messages and errors; never wrap an error message mid-phrase
 out = Console()  # results
+
+
+class _WrappingGroup(TyperGroup):
+    """Lists each command with its whole first sentence, wrapped (click cuts it to fit one line, with "...")."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=10_000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def command_group(help: str, **kwargs) -> typer.Typer:
+    """A command group whose help is click's plain layout, wrapped at the terminal width: rich's option panels cut
+    option names and defaults at 80 columns (``--require-reaso…``)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, cls=_WrappingGroup, **kwargs)
 
 
 class _RichTask(TaskHandle):

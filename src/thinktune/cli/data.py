@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from thinktune.cli.console import (
+    command_group,
     console,
     error_exit,
     out,
@@ -23,8 +24,7 @@ from thinktune.cli.console import (
     user_errors,
 )
 
-data_app = typer.Typer(help="Load, validate, curate, sample, split, mix and distill reasoning datasets.",
-                       no_args_is_help=True)
+data_app = command_group("Load, validate, curate, sample, split, mix and distill reasoning datasets.")
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="auto | canonical | gsm8k | math.")]
 FieldOpt = Annotated[list[str] | None, typer.Option("--field", help="Map a field: canonical=column, e.g. question=problem.")]

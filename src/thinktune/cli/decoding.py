@@ -21,11 +21,10 @@ from typing import Annotated
 
 import typer
 
-from thinktune.cli.console import RichReporter, console, out, setup_logging, user_errors
+from thinktune.cli.console import RichReporter, command_group, console, out, setup_logging, user_errors
 
-tip_app = typer.Typer(help="The thought-switching penalty (TIP): compare switch rate and accuracy.", no_args_is_help=True)
-steer_app = typer.Typer(help="Activation steering (ASC): build pairs, extract a vector, sweep strengths.",
-                        no_args_is_help=True)
+tip_app = command_group("The thought-switching penalty (TIP): compare switch rate and accuracy.")
+steer_app = command_group("Activation steering (ASC): build pairs, extract a vector, sweep strengths.")
 
 ModelArg = Annotated[str, typer.Argument(help="A model directory, a cached hub id, or 'smollm2'.")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Items (.jsonl/.json/.csv/.parquet; canonical or GSM8K/MATH).")]
