@@ -47,3 +47,12 @@ def test_library_tqdm_bars_are_quiet_unless_verbose():
     loud = subprocess.run([sys.executable, "-c", code.format(v=True)], capture_output=True, text=True)
     assert quiet.returncode == loud.returncode == 0
     assert "Converting" not in quiet.stderr and "Converting" in loud.stderr
+
+
+def test_the_default_interval_gives_a_two_minute_stage_at_least_four_lines(monkeypatch):
+    from thinktune.cli.console import progress_interval
+
+    monkeypatch.delenv("THINKTUNE_PROGRESS_INTERVAL", raising=False)
+    assert progress_interval() <= 30 and 120 // progress_interval() >= 4
+    monkeypatch.setenv("THINKTUNE_PROGRESS_INTERVAL", "soon")
+    assert progress_interval() == 20.0  # a bad value falls back to the default rather than failing a run
