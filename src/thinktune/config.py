@@ -35,6 +35,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     create_model,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -331,7 +332,8 @@ class GRPOStage(_Strict):
     reward_probes: bool = True  # run the reward-hacking probes before training and refuse on a violation
     reward_probe_items: PositiveInt = 8  # training items the probes are built from
     preflight: bool = True  # sample a few groups first; refuse when most are truncated or no group has variance
-    preflight_groups: PositiveInt = 4  # prompts sampled by the pre-flight (× samples_per_prompt completions)
+    # prompts per pre-flight round (× samples_per_prompt completions); up to 4 rounds while no group has variance
+    preflight_groups: PositiveInt = 4
     preflight_max_truncated: float = Field(0.5, ge=0.0, le=1.0)  # refuse above this truncated fraction
     max_train_prompts: PositiveInt | None = None  # use only the first N training prompts
     eval_every: PositiveInt | None = None  # greedy held-out accuracy every N steps into metrics.jsonl (None = off)
@@ -458,14 +460,30 @@ class AuditStage(_Strict):
     calibration_bins: PositiveInt = 10  # equal-width bins for ECE
     bootstrap: NonNegativeInt = 1000  # bootstrap resamples for confidence intervals (0 = none)
     metrics: list[str] = Field(default_factory=list)  # per-item metrics added by name, module:function (audit/metrics.py)
+    # More held-out sets, each evaluated greedily next to data/eval.jsonl (accuracy and format only, paired changes):
+    # name -> canonical JSONL (data/records.py), relative to the working directory. E.g. problems worded unlike the
+    # training template, so that a gain that is only template memorisation shows.
+    extra_sets: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_sets")
+    @classmethod
+    def _set_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_]{0,39}", name):
+                raise ValueError(f"extra set name {name!r}: use 1-40 lowercase letters, digits or _ (it names a "
+                                 "directory under audit/<model>/sets/)")
+            if not path.strip():
+                raise ValueError(f"extra set {name!r}: empty path")
+        return v
 
     @model_serializer(mode="wrap")
     def _drop_unset_extensions(self, handler):
         # Added after the first release: left out while empty, so the audit fingerprint of a recipe that does not
-        # use it is unchanged and completed runs stay valid.
+        # use them is unchanged and completed runs stay valid.
         data = handler(self)
-        if not data.get("metrics"):
-            data.pop("metrics", None)
+        for key in ("metrics", "extra_sets"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
 

@@ -27,9 +27,12 @@ def test_preflight_returns_every_sample_with_its_per_reward_scores_and_the_reaso
     records = [Record(id=f"q{i}", question=f"Compute {i} + 1.", reasoning="", answer=str(i + 1)) for i in range(3)]
     numbers = preflight(model, tok, records, cfg, FixedRewards())
     samples = numbers["samples"]
-    assert [s["id"] for s in samples] == ["q0"] * 3 + ["q1"] * 3 and [s["group"] for s in samples] == [0] * 3 + [1] * 3
+    # no group has variance, so a second round samples the remaining prompt (main's extra pre-flight rounds)
+    assert [s["id"] for s in samples] == ["q0"] * 3 + ["q1"] * 3 + ["q2"] * 3
+    assert [s["group"] for s in samples] == [0] * 3 + [1] * 3 + [2] * 3
+    assert [s["round"] for s in samples] == [0] * 6 + [1] * 3 and numbers["rounds"] == 2
     assert all(s["rewards"] == {"correct": 0.0, "format": 0.5} and s["total"] == 0.1 for s in samples)
     assert all(isinstance(s["completion"], str) and s["truncated"] == (s["tokens"] >= 6) for s in samples)
     assert samples[0]["gold"] == "1" and samples[0]["question"] == "Compute 0 + 1."
     reasons = problems(numbers, max_truncated=1.0)
-    assert len(reasons) == 1 and "all 2 sampled groups have zero reward variance" in reasons[0]
+    assert len(reasons) == 1 and "all 3 sampled groups have zero reward variance" in reasons[0]

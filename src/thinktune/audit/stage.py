@@ -39,7 +39,10 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
     if cfg.max_items:
         records = records[: cfg.max_items]
     records, variant_counts = with_unanswerable(records, cfg)
+    extra = {name: read_records(path) for name, path in cfg.extra_sets.items()}  # a bad file fails before any model
+    set_cfg = cfg.model_copy(update={"tests": [], "samples": 0, "unanswerable": "none", "max_items": None})
     audits: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    set_audits: dict[str, dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]] = {name: {} for name in extra}
     for stage in ctx.model_stages():
         torch.manual_seed(recipe.seed)
         model, tokenizer = load_stage_output(ctx.output_path(stage), recipe.model)
@@ -49,6 +52,9 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         if variant_counts:
             agg["unanswerable_variants"] = variant_counts
         audits[stage] = (agg, rows)
+        for name, set_records in extra.items():
+            set_audits[name][stage] = audit_model(model, tokenizer, set_records, set_cfg, fmt, recipe.model.instruction,
+                                                  recipe.model.system, label=f"{stage} on {name}", seed=recipe.seed)
         del model
     if recipe.grpo is not None:
         score_samples(ctx, audits, records)
@@ -56,12 +62,15 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
     tmp = staging_dir(target)
     for stage, (agg, rows) in audits.items():
         write_audit(tmp / stage, agg, rows)
+    for name, by_stage in set_audits.items():
+        for stage, (agg, rows) in by_stage.items():
+            write_audit(tmp / stage / "sets" / name, agg, rows)
     if len(audits) > 1:
         atomic_write_json(tmp / "comparison.json", compare(audits, cfg.bootstrap, recipe.seed))
     commit_dir(tmp, target)
     n_answerable = sum(r.answerable for r in records)
-    changes = stage_changes({s: rows for s, (_, rows) in audits.items()},
-                            {s: ctx.input_model_stage(s) for s in list(audits)[1:]}, seed=recipe.seed)
+    inputs = {s: ctx.input_model_stage(s) for s in list(audits)[1:]}
+    changes = stage_changes({s: rows for s, (_, rows) in audits.items()}, inputs, seed=recipe.seed)
     summary = {
         "run": recipe.name,
         "eval_items": n_answerable,
@@ -71,11 +80,25 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         # each model against the model it was trained from, paired on the same items (audit/significance.py)
         "changes": [c.to_dict() for c in changes],
     }
+    if set_audits:  # the extra held-out sets, each with its own paired changes
+        summary["sets"] = {name: set_summary(cfg.extra_sets[name], by_stage, inputs, recipe.seed)
+                           for name, by_stage in set_audits.items()}
     atomic_write_json(ctx.root / RESULTS_FILE, summary)
     return {s: {"accuracy": round(a["accuracy"], 4), "format_rate": round(a["format_rate"], 4),
                 "aoc": _round(lookup(a, ("faithfulness", "early_answering", "aoc"))),
                 "info_gain": _round(lookup(a, ("info_gain", "info_gain")))}
             for s, (a, _) in audits.items()}
+
+
+def set_summary(path: str, by_stage: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]],
+                inputs: dict[str, str], seed: int) -> dict[str, Any]:
+    """results.json's entry for one extra held-out set: each model's accuracy and the paired changes."""
+    changes = stage_changes({s: rows for s, (_, rows) in by_stage.items()}, inputs, seed=seed)
+    first = next(iter(by_stage.values()))[0]
+    return {"file": path, "items": first["n"],
+            "models": {s: {k: a[k] for k in ("accuracy", "accuracy_ci95", "format_rate", "n")}
+                       for s, (a, _) in by_stage.items()},
+            "changes": [c.to_dict() for c in changes]}
 
 
 def score_samples(ctx: StageContext, audits: dict[str, tuple[dict, list]], records: list[Record]) -> None:

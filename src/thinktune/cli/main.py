@@ -104,12 +104,21 @@ def _print_results(root: Path) -> None:
             t.add_row(name, f"{m['accuracy']:.1%}", f"{lo:.1%}–{hi:.1%}", f"{m['format_rate']:.1%}",
                       f"{m['mean_completion_tokens']:.0f}")
         out.print(t)
-        for c in res.get("changes", []):  # each model vs the model it was trained from, paired (audit/significance.py)
-            lo, hi = c["ci95"]
-            colour = "green" if c["significant"] and c["delta"] > 0 else "yellow"
-            out.print(f"[{colour}]{c['before']} → {c['after']}: {100 * c['delta']:+.1f} points, paired 95 % CI "
-                      f"{100 * lo:+.1f}…{100 * hi:+.1f}, {'significant' if c['significant'] else 'not significant'}[/]")
+        _print_changes(res.get("changes", []))
+        for name, st in res.get("sets", {}).items():  # extra held-out sets (audit.extra_sets)
+            accs = ", ".join(f"{s} {m['accuracy']:.1%}" for s, m in st["models"].items())
+            out.print(f"{name} ({st['items']} items, {st['file']}): {accs}")
+            _print_changes(st["changes"], indent="  ")
         out.print(f"results: {results_path}")
+
+
+def _print_changes(changes: list[dict], indent: str = "") -> None:
+    """Each model vs the model it was trained from, paired on the same items (audit/significance.py)."""
+    for c in changes:
+        lo, hi = c["ci95"]
+        colour = "green" if c["significant"] and c["delta"] > 0 else "yellow"
+        out.print(f"{indent}[{colour}]{c['before']} → {c['after']}: {100 * c['delta']:+.1f} points, paired 95 % CI "
+                  f"{100 * lo:+.1f}…{100 * hi:+.1f}, {'significant' if c['significant'] else 'not significant'}[/]")
 
 
 def export_cmd(
