@@ -40,10 +40,12 @@ def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
                             n=cfg.samples_per_prompt, stop=())
     samples: list[dict[str, Any]] = []
+    rounds = 0  # rounds actually sampled (the records may run out first)
     for rnd in range(ROUNDS):
         recs = records[rnd * cfg.preflight_groups:(rnd + 1) * cfg.preflight_groups]
         if not recs:
             break
+        rounds += 1
         prompts = [chat_prompt(tokenizer, r.question, instruction, system) for r in recs]
         with torch.random.fork_rng():
             torch.manual_seed(rnd)
@@ -67,7 +69,7 @@ def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=
         if any(max(g) - min(g) >= 1e-12 for g in per_group):
             break
     flat = [v for g in per_group for v in g]
-    return {"groups": len(per_group), "rounds": rnd + 1, "completions": len(texts),
+    return {"groups": len(per_group), "rounds": rounds, "completions": len(texts),
             "truncated_fraction": sum(n >= cfg.max_new_tokens for n in lengths) / len(texts),
             "zero_variance_fraction": sum(max(g) - min(g) < 1e-12 for g in per_group) / len(per_group),
             "mean_reward": sum(flat) / len(flat), "mean_tokens": sum(lengths) / len(lengths), "samples": samples}
