@@ -824,6 +824,21 @@ def as_first_released(resolved: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def from_first_released(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run directory's ``recipe.yaml`` written by the first release, in today's key names (the inverse of
+    :func:`as_first_released`): renamed keys take their new names, removed keys are dropped. Runs a user already
+    has stay readable (report, export, benchmarks); a recipe a user writes is still held to today's names."""
+    out = dict(raw)
+    for block, names in FIRST_RELEASE_NAMES.items():
+        if isinstance(out.get(block), dict):
+            old = {v: k for k, v in names.items()}
+            out[block] = {old.get(k, k): v for k, v in out[block].items() if not (k in old and old[k] in out[block])}
+    for block, removed in FIRST_RELEASE_REMOVED.items():
+        if isinstance(out.get(block), dict):
+            out[block] = {k: v for k, v in out[block].items() if k not in removed}
+    return out
+
+
 def fingerprint(obj: Any) -> str:
     """Stable short hash of a JSON-able object (recipe and stage fingerprints)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()

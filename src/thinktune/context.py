@@ -99,7 +99,7 @@ def read_run_recipe(root: str | Path) -> Recipe:
     """The resolved recipe a run directory was made with (``recipe.yaml``), validated again."""
     from pydantic import ValidationError
 
-    from thinktune.config import format_validation_error
+    from thinktune.config import format_validation_error, from_first_released
 
     path = Path(root) / RECIPE_FILE
     if not path.is_file():
@@ -109,6 +109,6 @@ def read_run_recipe(root: str | Path) -> Recipe:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise RunStateError(f"{path}: unreadable ({e.__class__.__name__})") from None
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(from_first_released(raw) if isinstance(raw, dict) else raw)
     except ValidationError as err:
         raise format_validation_error(err, str(path)) from None
