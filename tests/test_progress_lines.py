@@ -2,6 +2,7 @@
 a terminal, while a library's tqdm bar (the GGUF conversion) flooded the log."""
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -43,8 +44,9 @@ def test_a_failed_task_says_where_it_stopped(monkeypatch):
 def test_library_tqdm_bars_are_quiet_unless_verbose():
     code = ("import sys; from thinktune.cli.console import setup_logging; setup_logging({v})\n"
             "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='Converting GGUF tensors'): pass")
-    quiet = subprocess.run([sys.executable, "-c", code.format(v=False)], capture_output=True, text=True)
-    loud = subprocess.run([sys.executable, "-c", code.format(v=True)], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # an in-process CLI test may have set it
+    quiet = subprocess.run([sys.executable, "-c", code.format(v=False)], capture_output=True, text=True, env=env)
+    loud = subprocess.run([sys.executable, "-c", code.format(v=True)], capture_output=True, text=True, env=env)
     assert quiet.returncode == loud.returncode == 0
     assert "Converting" not in quiet.stderr and "Converting" in loud.stderr
 

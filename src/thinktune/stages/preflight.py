@@ -39,6 +39,7 @@ def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=
     lengths: list[int] = []
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
                             n=cfg.samples_per_prompt, stop=())
+    names = getattr(rewards, "names", None) or [getattr(s, "fn", f"reward{i}") for i, s in enumerate(cfg.rewards)]
     samples: list[dict[str, Any]] = []
     rounds = 0  # rounds actually sampled (the records may run out first)
     for rnd in range(ROUNDS):
@@ -57,10 +58,10 @@ def preflight(model, tokenizer, records, cfg, rewards, instruction=None, system=
         for i, spec in enumerate(cfg.rewards):
             for j, v in enumerate(rewards.score(i, new, owners)):
                 totals[j] += spec.weight * (v or 0.0)
-                scores[j][rewards.names[i]] = v
+                scores[j][names[i]] = v
         new_lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in new]
         samples += [{"id": r.id, "round": rnd, "group": len(per_group) + j // cfg.samples_per_prompt,
-                     "question": r.question, "gold": r.answer, "completion": t, "tokens": n,
+                     "question": r.question, "gold": getattr(r, "answer", None), "completion": t, "tokens": n,
                      "truncated": n >= cfg.max_new_tokens, "rewards": sc, "total": round(tot, 6)}
                     for j, (r, t, n, sc, tot) in enumerate(zip(owners, new, new_lengths, scores, totals))]
         texts += new
