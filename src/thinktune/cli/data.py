@@ -95,13 +95,17 @@ def validate_cmd(
             good += sum(1 for _ in _records([_spec(f, fmt, fields, max_row_bytes)], problems, counts, show))
     _print_problems(problems, counts)
     bad = sum(counts.values())
+    if good == 0:
+        from rich.markup import escape
+
+        hint = {"canonical": " (not canonical records? try --format auto, gsm8k or math)",
+                "auto": " (try --format gsm8k or math, or map columns with --field question=COLUMN)"}.get(fmt, "") \
+            if bad else ""
+        first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+        error_exit(escape(f"{', '.join(map(str, files))}: no valid rows{first}") + hint)
     out.print(f"{'[green]ok[/]' if not bad else '[yellow]problems[/]'}: {good} valid rows, {bad} problem(s) "
               f"in {len(files)} file(s){' (bad rows would be skipped)' if bad and not strict else ''}")
-    if (bad and strict) or good == 0:
-        if good == 0:
-            hint = {"canonical": " (not canonical records? try --format auto, gsm8k or math)",
-                    "auto": " (try --format gsm8k or math, or map columns with --field question=COLUMN)"}.get(fmt, "")
-            console.print(f"[bold red]error:[/] no valid rows{hint}")
+    if bad and strict:
         raise typer.Exit(1)
 
 
@@ -127,7 +131,8 @@ def convert_cmd(
             if strict and counts:
                 raise DataError(str(problems[0]), None, None, "stopping (--strict); nothing was written")
             if w.count == 0:
-                raise DataError(source, None, None, "no valid rows; nothing was written")
+                first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+                raise DataError(source, None, None, f"no valid rows{first}; nothing was written")
     _print_problems(problems, counts)
     out.print(f"[green]wrote[/] {w.count} records to {output}" + (f" (skipped {sum(counts.values())} bad rows)" if counts else ""))
     if counts:
@@ -169,7 +174,7 @@ def curate_cmd(
     )
     from thinktune.data.records import DataError
     from thinktune.data.stats import compute_stats
-    from thinktune.io import atomic_write_json
+    from thinktune.io import FileGroup
     from thinktune.models import load_tokenizer
     from thinktune.progress import reporter
 
@@ -196,12 +201,20 @@ def curate_cmd(
                              contamination=ContaminationIndex(eval_recs, decontam_ngram, decontam_threshold)
                              if eval_recs else None)
         rows = _records([_spec(p, fmt, None) for p in inputs], problems, counts, show)
-        with progress_shown(), reporter().task("curate") as t:
-            res = curate_files(rows, output, opts, rep, eval_output=eval_output, eval_fraction=eval_fraction,
-                               on_chunk=t.advance)
-        summary = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
-                   "train": res.train, "eval": res.eval, "stats": compute_stats(res.kept_sample, tok)}
-        atomic_write_json(report or output.with_name(output.name + ".stats.json"), summary)
+        stats_path = report or output.with_name(output.name + ".stats.json")
+        targets = [output, *([eval_output] if eval_output else []), stats_path]
+        # outputs and stats are committed together, stats last (io.FileGroup): a kill never pairs a new output
+        # with a stale stats file; without a valid row nothing is written
+        with FileGroup(targets, last=stats_path) as group:
+            with reporter().task("curate") as t:
+                res = curate_files(rows, output, opts, rep, eval_output=eval_output, eval_fraction=eval_fraction,
+                                   on_chunk=t.advance, group=group)
+            if rep.seen == 0:
+                first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
+                raise DataError(", ".join(map(str, inputs)), None, None, f"no valid rows{first}; nothing was written")
+            summary = {"inputs": [str(p) for p in inputs], "bad_rows": dict(counts), **rep.to_dict(),
+                       "train": res.train, "eval": res.eval, "stats": compute_stats(res.kept_sample, tok)}
+            group.write_text(stats_path, json.dumps(summary, indent=2, default=str) + "\n")
     _print_problems(problems, counts)
     for name, f in rep.filters.items():
         why = f" ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})" if f.reasons else ""

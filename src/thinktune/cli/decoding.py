@@ -395,9 +395,24 @@ def serve_cmd(
     vectors: Annotated[list[Path] | None, typer.Option("--vector", help="Steering vectors requests may name "
                                                                         "(by file stem; repeatable).")] = None,
     graceful_timeout: Annotated[int, typer.Option(help="Seconds running requests get on shutdown.")] = 30,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="THINKTUNE_API_KEY", show_envvar=True,
+        help="Require 'Authorization: Bearer KEY' on every request but GET /health (401 without).")] = None,
+    allow_hosts: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="Also accept this Host header name (e.g. the DNS name of a public bind; '*' = any). "
+                             "Repeatable.")] = None,
+    allow_origins: Annotated[list[str] | None, typer.Option(
+        "--allow-origin", help="Accept browser requests from this origin (e.g. https://app.example.com; '*' = any) "
+                               "and send it CORS headers. Repeatable.")] = None,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send its request headers.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client has to send its request body.")] = 30.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections before 503.")] = 1024,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve MODEL behind an OpenAI-compatible API (/v1/chat/completions, /v1/models) until Ctrl-C / SIGTERM."""
+    """Serve MODEL behind an OpenAI-compatible API (/v1/chat/completions, /v1/models) until Ctrl-C / SIGTERM.
+
+    Only requests addressed to the bound address are served (Host / Origin checks); see docs/SECURITY.md before
+    exposing it beyond this machine."""
 
     setup_logging(verbose)
     with user_errors():
@@ -406,6 +421,7 @@ def serve_cmd(
         from thinktune.formatting import DEFAULT_FORMAT
         from thinktune.named_model import model_labels
         from thinktune.serve import ServeConfig, check_port, serve
+        from thinktune.serve_guard import Policy
 
         check_port(host, port)  # before the model loads: a busy port is one line, at once
         m, tok, instr, _, contract = _model(model, instruction, None)
@@ -425,8 +441,13 @@ def serve_cmd(
             fmt=contract.fmt if contract else DEFAULT_FORMAT,
             tip=TipConfig(words=[w.strip() for w in tip_words.split(",") if w.strip()], alpha=tip_alpha,
                           beta=tip_beta) if tip else None,
-            steer=default_steer)
+            steer=default_steer, header_timeout=header_timeout, body_timeout=body_timeout,
+            max_connections=max_connections)
+        policy = Policy(host, port, allow_hosts or (), allow_origins or (), api_key)
         console.print(f"serving [bold]{cfg.model_name}[/] on http://{host}:{port}/v1 "
                       f"(batch ≤ {max_batch}, max_tokens ≤ {max_tokens_cap}); Ctrl-C to stop", highlight=False)
-        serve(m, tok, cfg, host, port, loaded, graceful_timeout, "info" if verbose else "warning")
+        if not api_key and not policy.hosts <= {"localhost", "127.0.0.1", "::1"}:
+            console.print("[bold yellow]warning[/] serving beyond this machine without --api-key: anyone who can "
+                          "reach the port can generate (docs/SECURITY.md)", highlight=False)
+        serve(m, tok, cfg, host, port, loaded, graceful_timeout, "info" if verbose else "warning", policy)
     console.print("server stopped")

@@ -33,10 +33,9 @@ DeadlineOpt = Annotated[float, typer.Option(help="Seconds one reward call may ta
 
 def parse_reward_list(text: str, settings: list[str] | None = None) -> list[Any]:
     """``"correct,format=0.1"`` + ``["correct.extractor=boxed"]`` → RewardSpecs (RewardError on bad input)."""
-    import yaml
-
     from thinktune.config import RewardSpec
     from thinktune.rewards.library import RewardError
+    from thinktune.safe_yaml import load_yaml
 
     specs: list[RewardSpec] = []
     for part in (p.strip() for p in text.split(",")):
@@ -58,7 +57,7 @@ def parse_reward_list(text: str, settings: list[str] | None = None) -> list[Any]
         if not matches:
             raise RewardError(f"--set {item!r}: {reward!r} is not one of --rewards ({', '.join(s.fn for s in specs)})")
         for s in matches:
-            s.kwargs[setting] = yaml.safe_load(value)
+            s.kwargs[setting] = load_yaml(value, f"--set {key}")
     return specs
 
 

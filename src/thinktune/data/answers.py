@@ -80,33 +80,42 @@ class GradingTimeout(Exception):
 # extraction
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Contents of the balanced ``{…}`` opening at ``text[start]``, and the index after it."""
-    depth = 0
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
+def _closing_braces(text: str) -> dict[int, int]:
+    """Index of each ``{`` → index of the ``}`` that balances it (unbalanced ones absent), in one pass."""
+    match, stack = {}, []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            match[stack.pop()] = i
+    return match
 
 
 def boxed_contents(text: str) -> list[str]:
-    """Every ``\\boxed{…}`` / ``\\fbox{…}`` (or ``\\boxed 5``) in order, stripped; empty and ``\\phantom`` boxes skipped."""
+    """Every ``\\boxed{…}`` / ``\\fbox{…}`` (or ``\\boxed 5``) in order, stripped; empty and ``\\phantom`` boxes skipped.
+
+    Linear in the text: the braces are matched once (one scan per box was quadratic in a run of unclosed boxes),
+    and a box inside another box's braces is part of that box's content, not a box of its own (k nested boxes
+    were k copies of nearly the whole text)."""
     out: list[str] = []
+    closing: dict[int, int] | None = None
+    inside_until = -1
     for m in re.finditer(r"\\(?:boxed|fbox)\b", text):
+        if m.start() < inside_until:
+            continue
         i = m.end()
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            got = _braced(text, i)
-            if got is None:
+            if closing is None:
+                closing = _closing_braces(text)
+            end = closing.get(i)
+            if end is None:
                 continue
-            inner = got[0].strip()
+            inside_until = end
+            inner = text[i + 1 : end].strip()
         else:  # "\boxed 5" form
-            word = re.match(r"[^\s$]+", text[i:])
+            word = re.compile(r"[^\s$]+").match(text, i)
             inner = word.group(0) if word else ""
         visible = re.sub(r"\\phantom\{[^{}]*\}|\\[,;! ]|\s", "", inner)
         if visible:
@@ -120,23 +129,35 @@ def _join_distinct(candidates: Sequence[str]) -> str | None:
 
 
 def _last_line_match(pattern: str, text: str) -> str | None:
+    """The last match's group, stripped. Patterns end in a greedy ``(.+)$`` (stripped here), not ``(.+?)\\s*$``:
+    the lazy form retried the trailing-space test at every character, quadratic in a long line."""
     found = re.findall(pattern, text, flags=re.IGNORECASE | re.MULTILINE)
     return found[-1].strip().rstrip(".").strip() if found else None
 
 
+MAX_CHOICES = 26  # distinct parts of a multiple-choice answer (letters A-J, in a few spellings) worth reading
+
+
 def _choice(text: str) -> str | None:
     """A multiple-choice letter: "answer is (B)" / "Answer: B", else a boxed letter, else a final "(B)" line."""
-    found = re.findall(r"answer\s*(?:is|:)\s*[:\s]*\(?\s*([A-J])\s*\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
+    # possessive quantifiers: "[:\s]*" then "\s*" could split a whitespace run every way (quadratic per match)
+    found = re.findall(r"answer\s*+(?:is|:)[:\s]*+\(?\s*+([A-J])\s*+\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
     if found:
         return found[-1].upper()
-    boxed = boxed_contents(text)
+    boxed = list(dict.fromkeys(b.strip() for b in boxed_contents(text)))
     if boxed:
+        if len(boxed) > MAX_CHOICES:  # no multiple-choice answer has that many parts: not read as letters
+            return _join_distinct(boxed)
         return _join_distinct([_as_letter(b) or b for b in boxed])
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines:
-        letters = [_as_letter(p) for p in split_candidates(_strip_text_wrappers(lines[-1]))]
-        if all(letters):
-            return _join_distinct([x for x in letters if x])
+        letters = []
+        for part in dict.fromkeys(split_candidates(_strip_text_wrappers(lines[-1]))):
+            letter = _as_letter(part)
+            if not letter or len(letters) >= MAX_CHOICES:  # every part must be a letter
+                return None
+            letters.append(letter)
+        return _join_distinct(letters)
     return None
 
 
@@ -154,11 +175,11 @@ def extract_answer(completion: str, fmt: CompletionFormat = DEFAULT_FORMAT, thin
         if boxed or extractor == "boxed":
             return _join_distinct(boxed)
     if extractor in ("gsm8k", "auto"):
-        got = _last_line_match(r"####\s*(.+?)\s*$", completion)
+        got = _last_line_match(r"####\s*(.+)$", completion)
         if got or extractor == "gsm8k":
             return got or None
     if extractor in ("a_colon", "auto"):
-        got = _last_line_match(r"^\s*(?:A|Answer)\s*:\s*(.+?)\s*$", completion)
+        got = _last_line_match(r"^[ \t]*+(?:A|Answer)\s*+:\s*(.+)$", completion)
         if got or extractor == "a_colon":
             return got or None
     if extractor in ("last_number", "auto"):
@@ -176,11 +197,11 @@ def extract_answer(completion: str, fmt: CompletionFormat = DEFAULT_FORMAT, thin
 def _strip_text_wrappers(text: str) -> str:
     t = text.strip()
     for _ in range(3):  # nested wrappers: $\text{(B)}$
-        t = re.sub(r"^\$+|\$+$", "", t).strip()
+        t = t.strip("$").strip()  # (the regex ^\$+|\$+$ was quadratic in a run of dollars)
         t = re.sub(r"^\\\(|\\\)$", "", t).strip()
         t = re.sub(r"^\\\[|\\\]$", "", t).strip()
         m = re.fullmatch(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{(.*)\}", t, flags=re.DOTALL)
-        if m and _braced(t, t.index("{")) == (m.group(1), len(t)):
+        if m and _closing_braces(t).get(t.index("{")) == len(t) - 1:  # the first brace closes at the end
             t = m.group(1).strip()
     return t
 
@@ -230,7 +251,9 @@ def _as_letter(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-_HEDGE_WORDS = re.compile(r"\s+(?:or|and/or|and|vs\.?)\s+|\\text\{\s*(?:or|and)\s*\}|\\lor|\\vee|;", re.IGNORECASE)
+_HEDGE_WORDS = r"(?<!\s)\s+(?:or|and/or|and|vs\.?)\s+|\\text\{\s*(?:or|and)\s*\}|\\lor|\\vee|;"
+# (?<!\s): a hedge word is tried where a whitespace run starts, not again inside it (that was quadratic)
+_SPLIT_TOKEN = re.compile(rf"(?P<open>[(\[{{])|(?P<close>[)\]}}])|(?P<comma>,)|(?P<hedge>{_HEDGE_WORDS})", re.IGNORECASE)
 
 
 def split_candidates(text: str) -> list[str]:
@@ -243,25 +266,17 @@ def split_candidates(text: str) -> list[str]:
     t = re.sub(r"^either\s+", "", t, flags=re.IGNORECASE)
     t = t.replace("{,}", "\x01").replace(",\\!", "\x02")
     t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "\x00", t)
-    # mark top-level separator positions
-    depth, pieces, start, i = 0, [], 0, 0
-    while i < len(t):
-        ch = t[i]
-        if ch in "([{":
+    # top-level separators; the regex skips ordinary characters in C (a per-character loop took 0.5 s per MB)
+    depth, pieces, start = 0, [], 0
+    for m in _SPLIT_TOKEN.finditer(t):
+        kind = m.lastgroup
+        if kind == "open":
             depth += 1
-        elif ch in ")]}":
+        elif kind == "close":
             depth = max(0, depth - 1)
-        elif depth == 0:
-            if ch == ",":
-                pieces.append(t[start:i])
-                start = i + 1
-            else:
-                m = _HEDGE_WORDS.match(t, i)
-                if m and m.end() > i:
-                    pieces.append(t[start:i])
-                    start = i = m.end()
-                    continue
-        i += 1
+        elif depth == 0:  # a comma or a hedge word
+            pieces.append(t[start : m.start()])
+            start = m.end()
     pieces.append(t[start:])
     out = [p.replace("\x00", ",").replace("\x01", "{,}").replace("\x02", ",\\!").strip() for p in pieces]
     return [p for p in out if p] or [text.strip()]
@@ -325,6 +340,10 @@ def equivalent(gold: str, predicted: str, rel_tol: float = 1e-9) -> bool | None:
     g_letter, p_letter = _as_letter(gold), _as_letter(predicted)
     if g_letter and len(clean_latex(gold)) <= 4:  # "B", "(B)": a choice letter
         return p_letter == g_letter
+    if max(len(gold), len(predicted)) > MAX_INT_DIGITS:  # past int()'s limit: only integers compare, as digits
+        g_int, p_int = _canonical_integer(gold), _canonical_integer(predicted)
+        if g_int is not None or p_int is not None:  # (a 5,000-digit answer scores 0; it is not an error)
+            return g_int == p_int
     g_exact, p_exact = _as_rational(gold), _as_rational(predicted)
     if g_exact is not None and p_exact is not None:  # integers and integer fractions: exact
         return g_exact == p_exact
@@ -360,10 +379,13 @@ def _well_delimited(text: str) -> bool:
 
 
 def _as_rational(text: str) -> Fraction | None:
-    """Integers and integer fractions (``12``, ``-3/4``, ``\\frac{14}{3}``, ``-\\dfrac{1}{9}``) as exact values."""
+    """Integers and integer fractions (``12``, ``-3/4``, ``\\frac{14}{3}``, ``-\\dfrac{1}{9}``) as exact values;
+    None for numbers past Python's 4,300-digit int conversion limit (:func:`_canonical_integer` compares those)."""
     t = normalize(clean_latex(text)).replace(" ", "")
     if _THOUSANDS.match(t):
         t = t.replace(",", "")
+    if len(t) > MAX_INT_DIGITS:
+        return None
     if re.fullmatch(r"[-+]?\d+", t):
         return Fraction(int(t))
     m = re.fullmatch(r"([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}", t) or re.fullmatch(r"([-+]?)(\d+)/(\d+)", t)
@@ -371,6 +393,22 @@ def _as_rational(text: str) -> Fraction | None:
         value = Fraction(int(m.group(2)), int(m.group(3)))
         return -value if m.group(1) == "-" else value
     return None
+
+
+MAX_INT_DIGITS = 4000  # below Python's int-from-string limit (4,300 digits)
+_INTEGER = re.compile(r"[-+]?\d+")
+
+
+def _canonical_integer(text: str) -> str | None:
+    """A plain integer (thousands separators allowed) in canonical form (sign, no leading zeros), as a string, so
+    that integers of any length compare exactly without ``int()``; None for anything else."""
+    t = text.strip()
+    t = t.replace(",", "") if _THOUSANDS.match(t) else t
+    if not _INTEGER.fullmatch(t):
+        return None
+    sign = "-" if t.startswith("-") else ""
+    digits = t.lstrip("+-").lstrip("0") or "0"
+    return ("" if digits == "0" else sign) + digits
 
 
 def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool | None:
@@ -391,13 +429,22 @@ def _equivalent_sets(golds: list[str], preds: list[str], rel_tol: float) -> bool
     return True
 
 
+MAX_ANSWER_CHARS = 1000  # longer predictions are only judged by an exact integer comparison (see grade)
+
+
 def grade(record: Record, predicted: str | None, rel_tol: float = 1e-9) -> bool | None:
-    """Is ``predicted`` equivalent to ``record.answer``? None when the gold is unusable (see module docstring)."""
+    """Is ``predicted`` equivalent to ``record.answer``? None when the gold is unusable (see module docstring).
+
+    A prediction longer than ``max(MAX_ANSWER_CHARS, 10 × the gold)`` characters is never parsed (LaTeX parsing of a
+    megabyte would take minutes): it is correct only as an integer equal to an integer gold, else wrong."""
     gold = record.answer
     if not record.answerable or gold is None or not gold.strip():
         return None
     if predicted is None or not predicted.strip():
         return False
+    if len(predicted) > max(MAX_ANSWER_CHARS, 10 * len(gold)):
+        g = _canonical_integer(gold)
+        return g is not None and g == _canonical_integer(predicted)
     golds, preds = split_candidates(gold), split_candidates(predicted)
     if len(preds) > 1 and len(golds) == 1:  # a hedge: credit only if every candidate is the gold
         for p in dict.fromkeys(preds):

@@ -64,6 +64,7 @@ import xxhash
 
 from thinktune.data.records import Record
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, render
+from thinktune.io import FileGroup, temp_file
 
 ROWS_LISTED = 10_000  # removed rows listed per filter in the report (id, kind, reason), beyond it only counted
 
@@ -610,7 +611,7 @@ def curate_records(records: Iterable[Record], opts: CurateOptions, report: Curat
     the end), only their MinHash signatures stay in memory, and candidates are confirmed with the MinHash estimate.
     Yields the kept records in input order.
     """
-    from thinktune.data.records import JsonlWriter, scan_lines
+    from thinktune.data.records import scan_lines
 
     for name in opts.filters():  # listed in pipeline order, with 0 when nothing was removed
         report.filter(name)
@@ -623,9 +624,9 @@ def curate_records(records: Iterable[Record], opts: CurateOptions, report: Curat
         return
     hasher, sigs, buf = MinHasher(), [], []
     try:
-        with JsonlWriter(spill) as w:
+        with open(spill, "w", encoding="utf-8") as fh:  # scratch: the caller owns the path (a temp, see curate_files)
             for rec in survivors:
-                w.write(rec)
+                fh.write(rec.model_dump_json() + "\n")
                 buf.append(" ".join(str(getattr(rec, f)) for f in opts.near_fields))
                 if len(buf) >= 4096:
                     sigs.append(hasher.signatures(buf))
@@ -657,30 +658,30 @@ class CurateResult:
 
 def curate_files(records: Iterable[Record], output: Path, opts: CurateOptions, report: CurateReport, *,
                  eval_output: Path | None = None, eval_fraction: float | None = None,
-                 on_chunk: Callable[[int], None] | None = None) -> CurateResult:
+                 on_chunk: Callable[[int], None] | None = None, group: FileGroup | None = None) -> CurateResult:
     """Curate a stream of records into canonical JSONL files (``thinktune data curate``).
 
     Kept rows go to ``output``, or, with ``eval_fraction``, those whose id hash falls under it to ``eval_output``.
-    The survivors are spilled next to ``output`` so that files larger than memory can be near-deduplicated; every
-    file is written atomically.
+    The survivors are spilled to a temp file next to ``output`` (one a later write cleans up if this process is
+    killed) so that files larger than memory can be near-deduplicated. Every file is written atomically; with
+    ``group`` (an :class:`thinktune.io.FileGroup` holding both outputs) the files are only filled, and the group
+    commits them together with their stats.
     """
     from thinktune.data.records import JsonlWriter
 
-    spill = output.with_name(f".{output.name}.stage1")
     kept: list[Record] = []
-    train_w = JsonlWriter(output)
-    eval_w = JsonlWriter(eval_output) if eval_output is not None else None
-    try:
+    train_w = JsonlWriter(output, group)
+    eval_w = JsonlWriter(eval_output, group) if eval_output is not None else None
+    with temp_file(output.with_name(output.name + ".stage1")) as (spill_fh, spill):
+        spill_fh.close()
         with train_w, (eval_w or _NoWriter()):
-            for rec in curate_records(records, opts, report, spill=spill, on_chunk=on_chunk):
+            for rec in curate_records(records, opts, report, spill=Path(spill), on_chunk=on_chunk):
                 if eval_w is not None and id_bucket(rec.id, "split") < eval_fraction:
                     eval_w.write(rec)
                 else:
                     train_w.write(rec)
                     if len(kept) < 200_000:
                         kept.append(rec)
-    finally:
-        spill.unlink(missing_ok=True)
     return CurateResult(report, train_w.count, eval_w.count if eval_w is not None else None, kept)
 
 

@@ -15,10 +15,14 @@ Two ways to read:
   ``(line, Problem)`` for every problem (bad UTF-8, bad JSON, not an object, missing / empty / non-string fields,
   duplicate ids, over-long rows), so ``thinktune data validate`` can report them all with file:line and field.
   It streams (one row in memory at a time, plus one small int per id for the duplicate check).
+
+What counts as bad JSON beyond Python's own parser (NaN / Infinity, over-long integers, nesting deeper than 100
+levels, UTF-16 files) is data/jsonsafe.py's policy, applied by every reader here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -28,8 +32,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from thinktune.data.jsonsafe import MAX_DEPTH, JsonProblem, encoding_problem, loads, strip_utf8_bom, value_problem
 from thinktune.errors import ThinktuneError
-from thinktune.io import atomic_write_text
+from thinktune.io import FileGroup, atomic_write_text, temp_file
 
 
 class DataError(ThinktuneError, ValueError):
@@ -72,6 +77,8 @@ def parse_record(obj: Any, path: str | os.PathLike = "<memory>", line: int | Non
     """Validate one decoded JSON object as a Record, raising DataError with its location."""
     if not isinstance(obj, dict):
         raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}")
+    if problem := value_problem(obj):
+        raise DataError(path, line, problem[0] or None, problem[1])
     try:
         return Record.model_validate(obj)
     except ValidationError as err:
@@ -86,6 +93,10 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         raise DataError(p, None, None, "file not found")
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1:
+                if problem := encoding_problem(raw):
+                    raise DataError(p, None, None, problem)
+                raw = strip_utf8_bom(raw)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -93,9 +104,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(p, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+                yield lineno, loads(text)
+            except JsonProblem as e:
+                raise DataError(p, lineno, None, e.message) from None
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:
@@ -156,6 +167,8 @@ def check_record(obj: Any, path: str, line: int | None) -> tuple[Record | None, 
             problems.append(Problem(path, line, key, "must not be empty", "empty_field"))
     if problems:
         return None, problems
+    if problem := value_problem(obj):
+        return None, [Problem(path, line, problem[0] or None, problem[1], "invalid_field")]
     try:
         return Record.model_validate(obj), []
     except ValidationError as err:
@@ -174,6 +187,11 @@ def scan_lines(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> I
     sp = str(p)
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1:
+                if problem := encoding_problem(raw):
+                    yield 1, Problem(sp, None, None, problem, "bad_encoding")
+                    return
+                raw = strip_utf8_bom(raw)
             if not raw.strip():
                 continue
             yield lineno, _decode_line(raw, sp, lineno, max_row_bytes)
@@ -189,11 +207,9 @@ def _decode_line(raw: bytes, sp: str, lineno: int, max_row_bytes: int) -> Any:
     except UnicodeDecodeError as e:
         return Problem(sp, lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        return Problem(sp, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
-    except RecursionError:
-        return Problem(sp, lineno, None, "invalid JSON: nested too deeply", "bad_json")
+        return loads(text)
+    except JsonProblem as e:
+        return Problem(sp, lineno, None, e.message, "bad_json")
 
 
 def scan_records(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Record | Problem]]:
@@ -209,10 +225,16 @@ def scan_records(path: str | os.PathLike, max_row_bytes: int = MAX_ROW_BYTES) ->
     fast = Record.model_validate_json
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1:
+                if problem := encoding_problem(raw):
+                    yield 1, Problem(sp, None, None, problem, "bad_encoding")
+                    return
+                raw = strip_utf8_bom(raw)
             try:  # fast path: parse + validate in pydantic-core; any doubt goes through the located slow path
                 rec = fast(raw) if len(raw) <= max_row_bytes else None
-                if rec is not None and (not rec.id.strip() or not rec.answer.strip()):
-                    rec = None
+                if rec is not None and (not rec.id.strip() or not rec.answer.strip()
+                                        or (rec.meta and value_problem(rec.meta, MAX_DEPTH - 1))):
+                    rec = None  # pydantic-core reads NaN / Infinity as floats: the slow path reports them
             except ValidationError:
                 rec = None
             if rec is None:
@@ -252,18 +274,22 @@ class JsonlWriter:
     failed command never leaves half-written output (the old file, if any, is untouched).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, group: FileGroup | None = None):
         self.path = Path(path)
+        self.group = group  # write into the group's temp for `path`; the group commits it with its siblings
         self.count = 0
         self._fh = None
         self._tmp: str | None = None
+        self._cm = None
 
     def __enter__(self) -> JsonlWriter:
-        import tempfile
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        if self.group is not None:
+            self._tmp = self.group.path_for(self.path)
+            self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+            self._cm = contextlib.nullcontext()
+            return self
+        self._cm = temp_file(self.path)
+        self._fh, self._tmp = self._cm.__enter__()
         return self
 
     def write(self, row: BaseModel | dict) -> None:
@@ -274,14 +300,12 @@ class JsonlWriter:
         self.count += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        fh, tmp = self._fh, self._tmp
         try:
             if exc_type is None:
-                fh.flush()
-                os.fsync(fh.fileno())
-            fh.close()
-            if exc_type is None:
-                os.replace(tmp, self.path)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            self._fh.close()
+            if exc_type is None and self.group is None:
+                os.replace(self._tmp, self.path)
         finally:
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
+            self._cm.__exit__(exc_type, exc, tb)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thinktune.data.jsonsafe import DECODER, describe, encoding_problem, strip_utf8_bom
 from thinktune.data.records import (
     MAX_ROW_BYTES,
     DataError,
@@ -91,24 +92,36 @@ class SourceSpec:
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """Elements of a JSON array (or of the array under a well-known key), each with the line it starts on."""
     sp = str(path)
+    raw = path.read_bytes()
+    if problem := encoding_problem(raw[:4]):
+        yield 0, Problem(sp, None, None, problem, "bad_encoding")
+        return
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = strip_utf8_bom(raw).decode("utf-8")
     except UnicodeDecodeError as e:
         yield 1, Problem(sp, 1, None, f"not valid UTF-8 ({e.reason} at byte {e.start})", "bad_utf8")
         return
-    dec = json.JSONDecoder()
+    dec = DECODER
+
+    def bad(e: Exception, at: int) -> tuple[int, Problem]:
+        line = e.lineno if isinstance(e, json.JSONDecodeError) else text.count("\n", 0, at) + 1
+        return line, Problem(sp, line, None, describe(e), "bad_json")
+
     i = len(text) - len(text.lstrip())
+    if not text.strip():
+        yield 0, Problem(sp, None, None, "the file is empty", "empty_file")
+        return
     if text[i : i + 1] == "{":
         try:
             obj, _ = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            yield e.lineno, Problem(sp, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
+        except (ValueError, RecursionError) as e:
+            yield bad(e, i)
             return
         key = next((k for k in ("data", "rows", "examples", "train") if isinstance(obj.get(k), list)), None)
         if key is None:  # one object = one row
             yield text.count("\n", 0, i) + 1, obj
             return
-        i = text.index("[", text.index(f'"{key}"'))  # re-scan the array to get line numbers per element
+        i = _member_value_at(text, i, key, dec)  # re-scan the array to get line numbers per element
     if text[i : i + 1] != "[":
         yield 1, Problem(sp, 1, None, "expected a JSON array of objects (or JSONL: use a .jsonl name)", "bad_json")
         return
@@ -127,22 +140,56 @@ def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
             return
         try:
             obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            yield e.lineno, Problem(sp, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno})", "bad_json")
-            return
-        except RecursionError:
-            yield line, Problem(sp, line, None, "invalid JSON: nested too deeply", "bad_json")
+        except (ValueError, RecursionError) as e:
+            yield bad(e, i)
             return
         yield line, obj
 
 
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Any]]:
+def _member_value_at(text: str, i: int, key: str, dec: json.JSONDecoder) -> int:
+    """Where the value of top-level member ``key`` of the object starting at ``i`` begins (the last one, as
+    ``json.loads`` keeps the last of duplicate keys). Walks the members themselves: a string value that happens to be
+    ``"data"`` (``{"kind": "data", "data": [...]}``) is not mistaken for the key."""
+    ws = " \t\r\n"
+    i += 1
+    found = None
+    while True:
+        while text[i] in ws:
+            i += 1
+        if text[i] == "}":
+            break
+        name, i = dec.raw_decode(text, i)
+        while text[i] in ws:
+            i += 1
+        i += 1  # ':'
+        while text[i] in ws:
+            i += 1
+        if name == key:
+            found = i
+        _, i = dec.raw_decode(text, i)
+        while text[i] in ws:
+            i += 1
+        if text[i] == ",":
+            i += 1
+    assert found is not None  # the object was decoded already and holds the key
+    return found
+
+
+def _csv_rows(path: Path, delimiter: str, max_field_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Any]]:
+    """Rows of a CSV / TSV file. A field may be as long as ``max_field_bytes`` (Python's csv default is 128 KB); a
+    longer one, or malformed CSV, is reported at its line and ends the file (the parser cannot resync)."""
     sp = str(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if problem := encoding_problem(head):
+        yield 0, Problem(sp, None, None, problem, "bad_encoding")
+        return
+    if csv.field_size_limit() < max_field_bytes:
+        csv.field_size_limit(max_field_bytes)  # process-wide; only ever raised
+    reader, start = None, 2
     try:
-        fh = open(path, encoding="utf-8", newline="")
-        with fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
-            start = 2
             for row in reader:
                 if None in row:  # more cells than header columns
                     yield start, Problem(sp, start, None, f"{len(row[None])} more cells than the header has columns",
@@ -153,7 +200,12 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Any]]:
     except UnicodeDecodeError as e:
         yield 0, Problem(sp, None, None, f"not valid UTF-8 ({e.reason}); re-save the file as UTF-8", "bad_utf8")
     except csv.Error as e:
-        yield 0, Problem(sp, None, None, f"invalid CSV: {e}", "bad_csv")
+        line = start if reader is not None else None  # the line the failing record starts on
+        if "field larger than field limit" in str(e):
+            msg = f"a field is longer than {csv.field_size_limit():,} characters (max_row_bytes); the rest of the file is not read"
+        else:
+            msg = f"invalid CSV: {e}; the rest of the file is not read"
+        yield line or 0, Problem(sp, line, None, msg, "bad_csv")
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -211,7 +263,7 @@ def raw_rows(spec: SourceSpec) -> Iterator[tuple[int, Any]]:
         elif suffix == ".json":
             yield from _json_rows(p)
         elif suffix in (".csv", ".tsv"):
-            yield from _csv_rows(p, "\t" if suffix == ".tsv" else ",")
+            yield from _csv_rows(p, "\t" if suffix == ".tsv" else ",", spec.max_row_bytes)
         elif suffix == ".parquet":
             yield from _parquet_rows(p)
         else:
@@ -368,9 +420,9 @@ def iter_source(spec: SourceSpec) -> Iterator[tuple[int, Record | Problem]]:
             yield line, obj
             row += 1
             continue
-        if fmt is None:
+        if fmt is None and isinstance(obj, dict):  # decided by the first object; other rows are problems below
             fmt = detect_format({**obj, **{k: _lookup(obj, v) for k, v in spec.fields.items()}})
-        rec, problems = convert_row(obj, fmt, spec, path, line, row)
+        rec, problems = convert_row(obj, fmt or "canonical", spec, path, line, row)
         row += 1
         if rec is None:
             for pr in problems:

@@ -58,6 +58,9 @@ def _int_or_none(text: str | None) -> int | None:
 FILLER_UNIT = " ..."  # the decorative chain's unit (also the audit's default filler_unit)
 
 
+MAX_CHAIN_OPS = 1000  # one question per line of operations; more would be megabytes per record
+
+
 @dataclass(frozen=True)
 class ChainArithmetic:
     """Left-to-right arithmetic chains with one line per operation.
@@ -82,8 +85,8 @@ class ChainArithmetic:
         trace: str = "rewrite",
         id_prefix: str | None = None,
     ) -> list[Record]:
-        if not 1 <= min_ops <= max_ops:
-            raise ValueError(f"need 1 <= min_ops <= max_ops, got {min_ops}, {max_ops}")
+        if not 1 <= min_ops <= max_ops <= MAX_CHAIN_OPS:
+            raise ValueError(f"need 1 <= min_ops <= max_ops <= {MAX_CHAIN_OPS}, got {min_ops}, {max_ops}")
         if max_operand < 2:
             raise ValueError(f"max_operand must be >= 2, got {max_operand}")
         if not ops or set(ops) - set("+-*"):

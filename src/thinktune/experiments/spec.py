@@ -30,7 +30,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -51,6 +50,7 @@ from thinktune.config import (
     resolved_dict,
 )
 from thinktune.errors import RecipeError
+from thinktune.safe_yaml import load_yaml_file
 
 EXPERIMENTS_DIR = "experiments"
 RESULTS_DIR = "experiments/results"
@@ -223,7 +223,7 @@ class LoadedExperiment:
         src = self.recipe_path()
         if not src.is_file():
             raise RecipeError(f"{self.path}: recipe: {self.spec.recipe} not found")
-        raw = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        raw = load_yaml_file(src, "recipe file") or {}
         where = f"{self.path} (arm {arm})"
         over = _overrides(self.spec.overrides) + _overrides(self.spec.arms[arm].overrides)  # type: ignore[union-attr]
         over += [f"name={arm}-s{seed}", f"seed={seed}", f"output_dir={json.dumps(str(output_dir))}"]
@@ -287,28 +287,11 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_experiment(path: str | Path, root: str | Path | None = None) -> LoadedExperiment:
     p = Path(path)
     if not p.is_file():
         raise RecipeError(f"{p}: experiment file not found")
-    try:
-        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{p}: not valid YAML: {e}") from None
+    raw = load_yaml_file(p, "experiment file")
     if not isinstance(raw, dict):
         raise RecipeError(f"{p}: an experiment must be a mapping of keys to values")
     try:

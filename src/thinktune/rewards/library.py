@@ -170,8 +170,38 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "el": frozenset({"greek"}), "ar": frozenset({"arabic"}), "he": frozenset({"hebrew"}),
     "hi": frozenset({"devanagari"}), "th": frozenset({"thai"}),
 }
-_MATH_SPANS = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
+_MATH_TOKEN = re.compile(r"\$\$|\$|\\\(|\\\[|\\[A-Za-z]+")
+_MATH_CLOSE = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+def drop_math(text: str) -> str:
+    """``text`` with LaTeX removed: ``$$…$$``, ``$…$``, ``\\(…\\)``, ``\\[…\\]`` spans and ``\\commands`` become a
+    space. What ``re.sub(r"\\$\\$.*?\\$\\$|\\$[^$]*\\$|\\\\\\(.*?\\\\\\)|\\\\\\[.*?\\\\\\]|\\\\[A-Za-z]+", " ", text, flags=re.DOTALL)``
+    does, in linear time: the regex scanned to the end of the text from every unclosed opener (quadratic in a run
+    of them); here an opener whose closer does not occur later is skipped without a scan."""
+    last = {c: text.rfind(c) for c in ("$$", "$", "\\)", "\\]")}
+    out, keep, i = [], 0, 0
+    while (m := _MATH_TOKEN.search(text, i)) is not None:
+        tok, start = m.group(), m.start()
+        if tok not in _MATH_CLOSE:  # a \command
+            end = m.end()
+        else:
+            close = _MATH_CLOSE[tok]
+            end = -1
+            if last[close] >= m.end():
+                found = text.find(close, m.end())
+                end = found + len(close) if found >= 0 else -1
+            if end < 0 and tok == "$$":  # no closing $$: the regex's next choice, the empty span "$$"
+                end = m.end()
+            if end < 0:  # an unclosed "$", "\(" or "\[": not math; the search resumes one character on
+                i = start + 1
+                continue
+        out.append(text[keep:start])
+        out.append(" ")
+        keep = i = end
+    out.append(text[keep:])
+    return "".join(out)
 
 
 def _script(ch: str) -> str:
@@ -185,7 +215,7 @@ def _script(ch: str) -> str:
 def split_words(text: str) -> list[tuple[str, str]]:
     """(word, script) pairs: letter runs of one script; each Han / Kana character is a word; LaTeX is dropped."""
     words: list[tuple[str, str]] = []
-    for run in _LETTER_RUN.findall(_MATH_SPANS.sub(" ", text)):
+    for run in _LETTER_RUN.findall(drop_math(text)):
         current, script = "", None
         for ch in run:
             s = _script(ch)

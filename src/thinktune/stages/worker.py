@@ -44,8 +44,14 @@ def read_accelerate_config(path: Path):
     """accelerate's own parser (a ClusterConfig); a bad file is a RecipeError naming it."""
     from accelerate.commands.config.config_args import load_config_from_file
 
+    from thinktune.safe_yaml import YamlError, load_yaml_file
+
     if not Path(path).is_file():
         raise RecipeError(f"--accelerate-config: {path} does not exist")
+    try:  # our limits first (alias bombs, depth, duplicate keys): accelerate parses with plain yaml.safe_load
+        load_yaml_file(path, "accelerate config")
+    except YamlError as e:
+        raise RecipeError(f"--accelerate-config: {e}") from None
     try:
         return load_config_from_file(str(path))
     except Exception as e:  # accelerate raises TypeError/ValueError/yaml errors for a bad file
