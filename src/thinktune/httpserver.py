@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from thinktune.errors import ThinktuneError
+
 
 def run_until_signalled(app: Any, host: str, port: int, log_level: str = "warning",
                         graceful_timeout: int = 30) -> None:
@@ -29,6 +31,9 @@ def run_config_until_signalled(config: Any) -> None:
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         server.run()
+    except SystemExit as e:  # uvicorn exits 1 or 3 when it cannot start (the port was taken after a check)
+        raise ThinktuneError(f"the server could not start on {config.host}:{config.port} (exit {e.code}); is the "
+                             "port in use? choose another with --port") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -255,56 +255,6 @@ def merge_adapter(model, adapter: str | os.PathLike):
 MODEL_META = "thinktune_model.json"  # in a stage's final/: {"kind": "full" | "adapter" | "recipe_model", "base": …}
 
 
-def is_thinktune_model(path: str | os.PathLike) -> bool:
-    """Is ``path`` a thinktune stage's ``final/`` (trained on thinktune's completion format)?"""
-    return (Path(path) / MODEL_META).exists()
-
-
-def load_named_model(spec: str):
-    """``(model, tokenizer, trained_on_format)`` for a model named on the command line.
-
-    ``spec``: a thinktune stage's ``final/`` (trained on the format), any saved transformers model directory, a hub
-    id already in the local cache, or ``smollm2`` (the offline SmolLM2-135M-Instruct). Raises :class:`ModelError`.
-    """
-    from thinktune.config import ModelConfig
-    from thinktune.errors import ModelError
-
-    path = Path(spec).expanduser()
-    try:
-        if spec == "smollm2":
-            model, tok = load_model(ModelConfig(path="smollm2"))
-            return model, tok, False
-        if path.exists():
-            if is_thinktune_model(path):
-                model, tok = load_stage_output(path)
-                return model, tok, True
-            if not (path / "config.json").exists():
-                raise ModelError(f"{spec}: not a model directory (no config.json)")
-            model, tok = load_model(ModelConfig(path=str(path)))
-            return model, tok, False
-        if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-            raise ModelError(f"{spec}: model path does not exist (give a model directory, a hub id, or 'smollm2')")
-        model, tok = load_model(ModelConfig(path=spec))
-        return model, tok, False
-    except ModelError:
-        raise
-    except (OSError, ValueError, FileNotFoundError) as e:
-        raise ModelError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from None
-
-
-def model_labels(specs: list[str]) -> list[str]:
-    """A short distinct name per model spec: the directory name (its parent for a ``final/``), numbered on clashes."""
-    labels: list[str] = []
-    for spec in specs:
-        p = Path(spec.rstrip("/"))
-        name = p.name if p.name not in ("final", "") else (p.parent.name or spec)
-        base, i = name, 2
-        while name in labels:
-            name, i = f"{base}-{i}", i + 1
-        labels.append(name)
-    return labels
-
-
 def load_stage_output(final_dir: str | os.PathLike, recipe_model: ModelConfig | None = None,
                       quantize: str | None = None):
     """Load a stage's ``final/``: full weights, an adapter merged onto the model it was trained from, or the

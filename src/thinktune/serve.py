@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thinktune.decoding.steering import SteeringVector, steered
 from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig, switch_token_ids
+from thinktune.errors import ThinktuneError
 from thinktune.formatting import DEFAULT_FORMAT, CompletionFormat, parse_completion
 from thinktune.data.jsonsafe import JsonProblem, loads
 from thinktune.generation import SamplingParams, hf_generate_kwargs, trim_at_stop
@@ -79,7 +80,8 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1)  # larger request bodies get 413
     max_batch: int = Field(8, ge=1)  # requests decoded together
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
-    instruction: str | None = None  # prepended to the first user message (models not trained on the format)
+    instruction: str | None = None  # prepended to the first user message (the model's prompt contract)
+    system: str | None = None  # the system message of a request that has none (the model's prompt contract)
     tip: TipConfig | None = None  # TIP applied when a request does not say
     steer: tuple[str, float] | None = None  # (vector name, strength) applied when a request does not say
     fmt: CompletionFormat = DEFAULT_FORMAT
@@ -418,6 +420,8 @@ class Server:
 
     def prompt_text(self, messages: list[Message]) -> str:
         msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in messages]
+        if self.cfg.system and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.cfg.system})
         if self.cfg.instruction:
             first_user = next((m for m in msgs if m["role"] == "user"), None)
             if first_user is not None:
@@ -640,6 +644,29 @@ async def _sse(server: Server, job: Job, events: asyncio.Queue, rid: str, create
         yield "data: [DONE]\n\n"
     finally:
         job.cancelled.set()  # a client that went away stops its row; a finished row is unaffected
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise a one-line :class:`ThinktuneError` when ``host:port`` cannot be bound (in use, no permission, no such
+    address) — checked before the model loads, so a busy port costs no loading time."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a TIME_WAIT port is free
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ThinktuneError(f"port {port} on {host} is already in use: stop the server using it or choose "
+                                     "another with --port") from None
+            if e.errno == errno.EACCES:
+                raise ThinktuneError(f"no permission to bind port {port} on {host}: ports below 1024 need root; "
+                                     "choose another with --port") from None
+            raise ThinktuneError(f"cannot bind {host}:{port} ({e.strerror}): check --host and --port") from None
+        except (socket.gaierror, OverflowError) as e:
+            raise ThinktuneError(f"cannot bind {host}:{port} ({e}): check --host and --port") from None
 
 
 def uvicorn_config(engine: Engine, host: str, port: int, policy: Policy, graceful_timeout: int = 30,

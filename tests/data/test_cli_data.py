@@ -59,15 +59,39 @@ def test_failed_commands_leave_no_output(tmp_path):
 
 
 def test_help_for_every_command():
-    for cmd in ("validate", "convert", "curate", "stats", "mix", "distill"):
+    for cmd in ("validate", "convert", "curate", "sample", "split", "stats", "mix", "distill"):
         res = runner.invoke(app, ["data", cmd, "--help"])
         assert res.exit_code == 0 and "Usage" in res.output
 
 
-def test_validate_canonical_requires_ids_and_hints_at_formats(tmp_path):
+def test_validate_detects_the_format_like_every_data_command_and_hints_at_formats(tmp_path):
+    # issue 21, point 9: validate defaulted to canonical records while convert/curate/stats auto-detect, so raw
+    # GSM8K gave 50 lines of "id: required field is missing" before the hint
     f = tmp_path / "raw.jsonl"
     f.write_text((FIX / "gsm8k_test_head5.jsonl").read_text())
     res = runner.invoke(app, ["data", "validate", str(f)])
+    assert res.exit_code == 0 and "5 valid rows, 0 problem(s)" in res.output and "id:" not in res.output
+    for cmd in ("validate", "convert", "curate", "stats", "sample", "split"):
+        assert _default(cmd, "fmt") == "auto", cmd
+    res = runner.invoke(app, ["data", "validate", str(f), "--format", "canonical"])
     assert res.exit_code == 1 and f"{f}:1: id: required field is missing" in res.output and "--format" in res.output
-    res = runner.invoke(app, ["data", "validate", str(f), "--format", "gsm8k"])
-    assert res.exit_code == 0 and "5 valid rows" in res.output
+
+
+def _default(command: str, param: str):
+    import inspect
+
+    from thinktune.cli.data import data_app
+
+    fn = next(c.callback for c in data_app.registered_commands if c.name == command)
+    return inspect.signature(fn).parameters[param].default
+
+
+def test_curate_reports_every_filter_it_ran_even_when_it_removed_nothing(tmp_path):
+    out = tmp_path / "c.jsonl"
+    res = runner.invoke(app, ["data", "curate", str(FIX / "gsm8k_test_head5.jsonl"), "-o", str(out), "--no-near"])
+    assert res.exit_code == 0, res.output
+    assert "exact_dedupe: removed 0" in res.output and "answer_consistency: removed 0" in res.output
+    assert "near_dedupe" not in res.output  # turned off: not reported
+    report = json.loads((tmp_path / "c.jsonl.stats.json").read_text())
+    assert list(report["removed"]) == ["exact_dedupe", "answer_consistency"]
+    assert report["removed"]["exact_dedupe"] == {"removed": 0, "reasons": {}, "examples": []}

@@ -42,8 +42,16 @@ CASES = [  # (case, make_run kwargs, the warning kind expected or None)
      "reward_failures"),
     ("no reward errors", dict(stages={"grpo": {"status": "complete", "result": {
         "reward_outcomes": {"correct": {"ok": 94, "error": 0}, "format": {"ok": 94}}}}}), None),
+    # issue 21, point 11: a run with every model at 0 % and GRPO's reward falling 0.088 -> 0.013 showed a green
+    # "No known failure pattern found"
+    ("every model at zero", dict(audits={"base": audit_agg(0.0), "sft": audit_agg(0.0), "grpo": audit_agg(0.02)}),
+     "near_zero_accuracy"),
+    ("one model above zero", dict(audits={"base": audit_agg(0.0), "sft": audit_agg(0.3)}), None),
+    ("reward falling", dict(grpo_metrics=grpo_rows([0.088, 0.08, 0.05, 0.03, 0.02, 0.013])), "reward_fell"),
+    ("reward falling a little", dict(grpo_metrics=grpo_rows([0.30, 0.31, 0.29, 0.30, 0.29, 0.29])), None),
 ]
-WARN_KINDS = {"faithfulness_fell", "abstention_fell", "reward_hacking", "no_learning_signal", "reward_failures"}
+WARN_KINDS = {"faithfulness_fell", "abstention_fell", "reward_hacking", "no_learning_signal", "reward_failures",
+              "near_zero_accuracy", "reward_fell"}
 
 
 @pytest.mark.parametrize("case, kwargs, expected", CASES, ids=[c[0] for c in CASES])

@@ -22,6 +22,11 @@ def test_untrained_model_is_refused_before_grpo_trains(recipe_factory):
     numbers = json.loads((root / "grpo" / "preflight.json").read_text())
     # no group with variance: 4 rounds of 4 fresh prompts each were sampled before refusing
     assert numbers["zero_variance_fraction"] == 1.0 and numbers["rounds"] == 4 and numbers["completions"] == 16 * 4
+    # why it refused, and what it saw: every sampled completion with its per-reward scores (issue 21, point 4)
+    assert numbers["refused"] and "zero reward variance" in numbers["reasons"][0]
+    assert len(numbers["samples"]) == 64 and set(numbers["samples"][0]["rewards"]) == {"correct", "format"}
+    assert [s["round"] for s in numbers["samples"][::16]] == [0, 1, 2, 3]
+    assert "grpo/preflight.json" in proc.stderr
     assert not (root / "grpo" / "final").exists() and not list((root / "grpo").glob("checkpoint-*"))
 
 

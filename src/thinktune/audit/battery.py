@@ -52,7 +52,7 @@ from thinktune.config import AuditStage
 from thinktune.data.answers import extract_answer, normalize
 from thinktune.data.records import Record, write_jsonl
 from thinktune.errors import ThinktuneError
-from thinktune.formatting import CompletionFormat, chat_prompt
+from thinktune.formatting import CompletionFormat, PromptContract, chat_prompt
 from thinktune.generation import SamplingParams, generate_texts
 from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
@@ -115,6 +115,9 @@ def audit_model(model, tokenizer, records: Sequence[Record], cfg: AuditStage, fm
     agg, rows = audit_completions(model, tokenizer, records, prompts, completions, cfg, fmt, label, seed, model_path,
                                   logits_processors)
     agg["timing"] = {"generate_greedy_s": round(seconds, 3), **agg["timing"]}
+    # the prompt this audit used: the contract's parts and the first item's prompt as the chat template rendered it
+    agg["prompt"] = {**PromptContract(instruction, system, fmt).to_dict(), "extractor": cfg.extractor,
+                     "example": prompts[0] if prompts else None}
     return agg, rows
 
 

@@ -76,15 +76,16 @@ def audit_models(models: Sequence[str], data: Path, out: Path, cfg: AuditStage, 
                  variants: Sequence[Variant] = ()) -> tuple[dict[str, tuple[dict, list]], dict | None]:
     """Audit each named model (and each variant of it) on the records of ``data``; returns (audits, comparison).
 
-    ``instruction``: ``auto`` (none for thinktune-trained models, thinktune's format instruction for any other),
-    ``none``, ``default`` or the text itself; ``extractor`` defaults to ``answer_tag`` for a model prompted without
-    an instruction and ``auto`` otherwise. The sampling seed is ``seed`` for every model.
+    ``instruction``: ``auto`` (a thinktune model's own prompt contract, thinktune's format instruction for any
+    other model), ``none``, ``default`` or the text itself; ``system`` defaults to the contract's system message and
+    the completion format is the contract's. ``extractor`` defaults to ``answer_tag`` for a thinktune model or a
+    model prompted without an instruction and ``auto`` otherwise. The sampling seed is ``seed`` for every model.
     """
     import torch
 
     from thinktune.data.records import read_records
     from thinktune.formatting import DEFAULT_FORMAT, resolve_instruction
-    from thinktune.models import load_named_model, model_labels
+    from thinktune.named_model import model_labels, resolve_model
 
     if not data.is_file():
         raise AuditError(f"--data {data}: file not found")
@@ -95,15 +96,20 @@ def audit_models(models: Sequence[str], data: Path, out: Path, cfg: AuditStage, 
     check_records(records, str(data))
     audits: dict[str, tuple[dict, list]] = {}
     for spec, label in zip(models, model_labels(list(models))):
-        model, tok, trained = load_named_model(spec)
+        named = resolve_model(spec)
+        model, tok = named.load()
         check_tokenizer(tok, label, plain_prompt)
-        instr = resolve_instruction(instruction, trained)
-        model_cfg = cfg.model_copy(update={"extractor": extractor or ("answer_tag" if instr is None else "auto"),
-                                           "sampling_seed": seed})
+        contract = named.prompt
+        instr = resolve_instruction(instruction, contract)
+        sys_msg = system if system is not None else (contract.system if contract else None)
+        fmt = contract.fmt if contract else DEFAULT_FORMAT
+        default_extractor = "answer_tag" if contract is not None or instr is None else "auto"
+        model_cfg = cfg.model_copy(update={"extractor": extractor or default_extractor, "sampling_seed": seed})
 
-        def audit(processors, label=label, model=model, tok=tok, instr=instr, model_cfg=model_cfg, spec=spec):
+        def audit(processors, label=label, model=model, tok=tok, instr=instr, model_cfg=model_cfg, spec=spec,
+                  sys_msg=sys_msg, fmt=fmt):
             torch.manual_seed(seed)
-            return audit_model(model, tok, records, model_cfg, DEFAULT_FORMAT, instr, system, label=label, seed=seed,
+            return audit_model(model, tok, records, model_cfg, fmt, instr, sys_msg, label=label, seed=seed,
                                model_path=None if spec == "smollm2" else spec, logits_processors=processors)
 
         results = [("", audit(()), None)]

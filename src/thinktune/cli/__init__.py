@@ -6,11 +6,10 @@ module (import-linter checks it). This package only assembles them into ``app``.
 
 from __future__ import annotations
 
-import typer
-
 from thinktune.cli import audit, data, decoding, experiments, label, main, report, rewards
+from thinktune.cli.console import command_group
 
-app = typer.Typer(help="Build custom reasoning models: curate, SFT, GRPO, audit.", no_args_is_help=True,
+app = command_group("Build custom reasoning models: curate, SFT, GRPO, audit.",
                   pretty_exceptions_enable=False, add_completion=False)
 app.command("run")(main.run_cmd)
 app.add_typer(main.recipe_app, name="recipe")

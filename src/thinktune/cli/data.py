@@ -1,4 +1,4 @@
-"""``thinktune data …``: validate, convert, curate, stats, mix, distill. Routing and rendering only.
+"""``thinktune data …``: validate, convert, curate, sample, split, stats, mix, distill. Routing and rendering only.
 
 Every command writes its outputs through a temp file + rename, so a failed command leaves no half-written file.
 Bad data is reported as ``file:line: field: message`` lines, never a traceback.
@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from thinktune.cli.console import (
+    command_group,
     console,
     error_exit,
     out,
@@ -23,7 +24,7 @@ from thinktune.cli.console import (
     user_errors,
 )
 
-data_app = typer.Typer(help="Load, validate, curate, mix and distill reasoning datasets.", no_args_is_help=True)
+data_app = command_group("Load, validate, curate, sample, split, mix and distill reasoning datasets.")
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="auto | canonical | gsm8k | math.")]
 FieldOpt = Annotated[list[str] | None, typer.Option("--field", help="Map a field: canonical=column, e.g. question=problem.")]
@@ -76,14 +77,15 @@ def _print_problems(problems, counts: Counter) -> None:
 @data_app.command("validate")
 def validate_cmd(
     files: Annotated[list[Path], typer.Argument(help="Data files (.jsonl .json .csv .tsv .parquet) or dataset dirs.")],
-    fmt: FormatOpt = "canonical",
+    fmt: FormatOpt = "auto",
     fields: FieldOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on any problem (default: skip bad rows, report counts).")] = False,
     max_row_bytes: Annotated[int | None, typer.Option(help="Longest allowed JSONL line in bytes (default 1,000,000).")] = None,
     show: ShowOpt = 50,
 ) -> None:
-    """Check every row against the canonical schema: bad JSON / UTF-8, missing, empty or non-string fields,
-    duplicate ids, over-long rows — each reported with file:line and field."""
+    """Check every row as convert/curate/stats read it (the format auto-detected from the first row, like every
+    data command): bad JSON / UTF-8, missing, empty or non-string fields, duplicate ids, over-long rows — each
+    reported with file:line and field."""
 
     problems: list = []
     counts: Counter = Counter()
@@ -96,7 +98,9 @@ def validate_cmd(
     if good == 0:
         from rich.markup import escape
 
-        hint = " (not canonical records? try --format auto, gsm8k or math)" if fmt == "canonical" and bad else ""
+        hint = {"canonical": " (not canonical records? try --format auto, gsm8k or math)",
+                "auto": " (try --format gsm8k or math, or map columns with --field question=COLUMN)"}.get(fmt, "") \
+            if bad else ""
         first = f" (first problem: {problems[0]})" if problems else " (the input is empty)"
         error_exit(escape(f"{', '.join(map(str, files))}: no valid rows{first}") + hint)
     out.print(f"{'[green]ok[/]' if not bad else '[yellow]problems[/]'}: {good} valid rows, {bad} problem(s) "
@@ -213,11 +217,96 @@ def curate_cmd(
             group.write_text(stats_path, json.dumps(summary, indent=2, default=str) + "\n")
     _print_problems(problems, counts)
     for name, f in rep.filters.items():
-        out.print(f"  [bold]{name}[/]: removed {f.removed} ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})")
+        why = f" ({', '.join(f'{k}={v}' for k, v in f.reasons.items())})" if f.reasons else ""
+        out.print(f"  [bold]{name}[/]: removed {f.removed}{why}")
         for ex in f.examples[:show]:
             out.print(f"      {ex['id']}: {ex['reason']}", highlight=False, markup=False)
     out.print(f"[green]kept[/] {rep.kept} of {rep.seen} → {output}"
               + (f" ({res.train} train, {res.eval} eval → {eval_output})" if res.eval is not None else ""))
+
+
+StratifyOpt = Annotated[str | None, typer.Option(
+    "--stratify", help="Keep the proportions of: task, difficulty, meta.<key> (comma-separated).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (the same seed draws the same rows).")]
+
+
+def _draw(source: Path, fmt: str, size: float, seed: int, stratify: str | None):
+    """(records, indices chosen, stratification keys) for ``data sample`` / ``data split``."""
+    from thinktune.data.records import DataError
+    from thinktune.data.split import choose, resolve_count, stratum_value
+
+    keys = [k.strip() for k in stratify.split(",") if k.strip()] if stratify else []
+    problems: list = []
+    counts: Counter = Counter()
+    records = list(_records([_spec(source, fmt, None)], problems, counts, 5))
+    _print_problems(problems, counts)
+    if not records:
+        raise DataError(source, None, None, "no valid rows (see `thinktune data validate`)")
+    try:
+        for k in keys:
+            stratum_value(records[0], k)
+        n = resolve_count(size, len(records))
+        return records, choose(records, n, seed, keys), keys
+    except ValueError as e:
+        raise DataError(source, None, None, str(e)) from None
+
+
+def _write(path: Path, rows) -> None:
+    from thinktune.data.records import JsonlWriter
+
+    with JsonlWriter(path) as w:
+        for r in rows:
+            w.write(r)
+
+
+def _strata_note(rows, keys) -> str:
+    from thinktune.data.split import strata_counts
+
+    return (" (" + ", ".join(f"{k}={v}" for k, v in strata_counts(rows, keys).items()) + ")") if keys else ""
+
+
+@data_app.command("sample")
+def sample_cmd(
+    source: Annotated[Path, typer.Argument(help="A data file (any supported format) or datasets directory.")],
+    n: Annotated[float, typer.Option("--n", "-n", help="How many rows: a count, or a fraction such as 0.1.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Canonical JSONL to write.")],
+    seed: SeedOpt = 0,
+    stratify: StratifyOpt = None,
+    fmt: FormatOpt = "auto",
+) -> None:
+    """A seeded random sample of N rows (in their input order), stratified by task or difficulty when asked."""
+    with user_errors():
+        records, idx, keys = _draw(source, fmt, n, seed, stratify)
+        rows = [records[i] for i in idx]
+        _write(output, rows)
+    out.print(f"[green]wrote[/] {len(rows)} of {len(records)} records to {output} (seed {seed})"
+              + _strata_note(rows, keys))
+
+
+@data_app.command("split")
+def split_cmd(
+    source: Annotated[Path, typer.Argument(help="A data file (any supported format) or datasets directory.")],
+    eval_size: Annotated[float, typer.Option("--eval", help="Held-out rows: a count, or a fraction such as 0.1.")],
+    train_out: Annotated[Path, typer.Option("--train-out", help="Canonical JSONL for the training part.")],
+    eval_out: Annotated[Path, typer.Option("--eval-out", help="Canonical JSONL for the held-out part.")],
+    seed: SeedOpt = 0,
+    stratify: StratifyOpt = None,
+    fmt: FormatOpt = "auto",
+) -> None:
+    """Split rows at random into a training and a held-out file (seeded; stratified when asked)."""
+    from thinktune.data.records import DataError
+
+    with user_errors():
+        if train_out.resolve() == eval_out.resolve():
+            raise DataError(train_out, None, None, "--train-out and --eval-out are the same file")
+        records, idx, keys = _draw(source, fmt, eval_size, seed, stratify)
+        held = set(idx)
+        if len(held) == len(records):
+            raise DataError(source, None, None, f"--eval {eval_size:g} leaves no training rows")
+        _write(eval_out, [records[i] for i in idx])
+        _write(train_out, [r for i, r in enumerate(records) if i not in held])
+    out.print(f"[green]wrote[/] {len(records) - len(held)} training records to {train_out} and {len(held)} held-out "
+              f"records to {eval_out} (seed {seed})" + _strata_note([records[i] for i in idx], keys))
 
 
 @data_app.command("stats")

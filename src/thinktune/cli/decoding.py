@@ -21,11 +21,10 @@ from typing import Annotated
 
 import typer
 
-from thinktune.cli.console import RichReporter, console, out, setup_logging, user_errors
+from thinktune.cli.console import RichReporter, command_group, console, out, setup_logging, user_errors
 
-tip_app = typer.Typer(help="The thought-switching penalty (TIP): compare switch rate and accuracy.", no_args_is_help=True)
-steer_app = typer.Typer(help="Activation steering (ASC): build pairs, extract a vector, sweep strengths.",
-                        no_args_is_help=True)
+tip_app = command_group("The thought-switching penalty (TIP): compare switch rate and accuracy.")
+steer_app = command_group("Activation steering (ASC): build pairs, extract a vector, sweep strengths.")
 
 ModelArg = Annotated[str, typer.Argument(help="A model directory, a cached hub id, or 'smollm2'.")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Items (.jsonl/.json/.csv/.parquet; canonical or GSM8K/MATH).")]
@@ -51,12 +50,16 @@ def _start(verbose: bool):
 
 
 def _model(spec: str, instruction: str, extractor: str | None):
-    """(model, tokenizer, instruction, extractor) with the audit's loading and --instruction auto rule."""
+    """(model, tokenizer, instruction, extractor, prompt contract) with the audit's loading and --instruction auto
+    rule (thinktune.named_model)."""
     from thinktune.formatting import resolve_instruction
-    from thinktune.models import load_named_model
+    from thinktune.named_model import resolve_model
 
-    model, tok, trained = load_named_model(spec)
-    return model, tok, resolve_instruction(instruction, trained), extractor or ("answer_tag" if trained else "auto")
+    named = resolve_model(spec)
+    model, tok = named.load()
+    trained = named.prompt is not None
+    return (model, tok, resolve_instruction(instruction, named.prompt),
+            extractor or ("answer_tag" if trained else "auto"), named.prompt)
 
 
 def _records(path: Path, n: int | None, strip_calculator: bool = True, offset: int = 0):
@@ -145,11 +148,12 @@ def generate_cmd(
             from thinktune.decoding.evaluate import EvalSet, run_variant, summarize
             from thinktune.decoding.tip import ThoughtSwitchPenalty, TipConfig
             from thinktune.errors import ThinktuneError
+            from thinktune.formatting import DEFAULT_FORMAT
             from thinktune.generation import SamplingParams
 
             if (data is None) == (not prompt):
                 raise ThinktuneError("give either --data FILE or one or more --prompt TEXT")
-            m, tok, instr, extr = _model(model, instruction, extractor)
+            m, tok, instr, extr, contract = _model(model, instruction, extractor)
             records = _records(data, n) if data else [Record(id=f"prompt-{i}", question=q, answer="")
                                                       for i, q in enumerate(prompt or [])]
             cfg = TipConfig(words=[w.strip() for w in tip_words.split(",") if w.strip()], alpha=tip_alpha, beta=tip_beta)
@@ -157,8 +161,10 @@ def generate_cmd(
             params = SamplingParams(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                     temperature=temperature or 1.0, top_p=top_p)
             torch.manual_seed(seed)
-            rows = run_variant(m, tok, EvalSet.build(tok, records, instr), params, cfg.words, processors=procs,
-                               steer=_steer(steer, m), extractor=extr, batch_size=batch_size, label="generate")
+            fmt = contract.fmt if contract else DEFAULT_FORMAT
+            es = EvalSet.build(tok, records, instr, contract.system if contract else None, fmt)
+            rows = run_variant(m, tok, es, params, cfg.words, processors=procs, steer=_steer(steer, m), fmt=fmt,
+                               extractor=extr, batch_size=batch_size, label="generate")
     finally:
         set_reporter(prev)
     if data:
@@ -205,14 +211,16 @@ def tip_compare_cmd(
         with user_errors():
             from thinktune.decoding.evaluate import EvalSet, compare_tip
             from thinktune.decoding.tip import TipConfig
+            from thinktune.formatting import DEFAULT_FORMAT
             from thinktune.generation import SamplingParams
 
-            m, tok, instr, extr = _model(model, instruction, extractor)
+            m, tok, instr, extr, contract = _model(model, instruction, extractor)
             cfg = TipConfig(words=[w.strip() for w in words.split(",") if w.strip()], alpha=alpha, beta=beta)
-            es = EvalSet.build(tok, _records(data, n, offset=offset), instr)
+            fmt = contract.fmt if contract else DEFAULT_FORMAT
+            es = EvalSet.build(tok, _records(data, n, offset=offset), instr, contract.system if contract else None, fmt)
             params = SamplingParams(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                     temperature=temperature or 1.0, top_p=top_p)
-            res = compare_tip(m, tok, es, cfg, params, extractor=extr, batch_size=batch_size, seed=seed)
+            res = compare_tip(m, tok, es, cfg, params, fmt=fmt, extractor=extr, batch_size=batch_size, seed=seed)
     finally:
         set_reporter(prev)
     res.update(model=model, data=str(data), offset=offset, instruction=instr, extractor=extr,
@@ -258,7 +266,7 @@ def steer_pairs_cmd(
 
             if concise not in CONCISE:
                 raise ThinktuneError(f"--concise: {concise!r} is not one of {', '.join(CONCISE)}")
-            m, tok, instr, _ = _model(model, instruction, None)
+            m, tok, instr, _, _ = _model(model, instruction, None)
             pairs = steering_pairs(m, tok, _records(data, n, strip_calculator=False),
                                    SamplingParams(max_new_tokens=max_new_tokens), instr, batch_size=batch_size,
                                    concise=concise)
@@ -291,7 +299,7 @@ def steer_extract_cmd(
         with user_errors():
             from thinktune.decoding.steering import extract_steering_vector, read_pairs
 
-            m, tok, instr, _ = _model(model, instruction, None)
+            m, tok, instr, _, _ = _model(model, instruction, None)
             vec = extract_steering_vector(m, tok, read_pairs(pairs), layer, instr, batch_size=batch_size,
                                           meta={"model": model, "pairs_file": str(pairs)})
             vec.save(output)
@@ -329,18 +337,21 @@ def steer_sweep_cmd(
         with user_errors():
             from thinktune.decoding.evaluate import EvalSet, steer_sweep
             from thinktune.decoding.steering import SteeringError, SteeringVector
+            from thinktune.formatting import DEFAULT_FORMAT
             from thinktune.generation import SamplingParams
 
             vec = SteeringVector.load(vector)
-            m, tok, instr, extr = _model(model, instruction, extractor)
+            m, tok, instr, extr, contract = _model(model, instruction, extractor)
             vec.check(m)
             try:
                 grid = [float(s) for s in strengths.split(",")] if strengths else None
             except ValueError:
                 raise SteeringError(f"--strengths expects numbers separated by commas, got {strengths!r}") from None
-            res = steer_sweep(m, tok, EvalSet.build(tok, _records(data, n), instr), vec,
-                              SamplingParams(max_new_tokens=max_new_tokens), grid, delta, calib, extractor=extr,
-                              batch_size=batch_size)
+            fmt = contract.fmt if contract else DEFAULT_FORMAT
+            res = steer_sweep(m, tok, EvalSet.build(tok, _records(data, n), instr,
+                                                    contract.system if contract else None, fmt), vec,
+                              SamplingParams(max_new_tokens=max_new_tokens), grid, delta, calib, fmt=fmt,
+                              extractor=extr, batch_size=batch_size)
     finally:
         set_reporter(prev)
     res["model"], res["data"] = model, str(data)
@@ -371,8 +382,11 @@ def serve_cmd(
     max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted, in tokens.")] = 4096,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
     max_queue: Annotated[int, typer.Option(help="Waiting requests before 503.")] = 256,
-    instruction: Annotated[str, typer.Option("--instruction", help="none | default | text prepended to the first "
-                                                                   "user message.")] = "none",
+    instruction: Annotated[str, typer.Option("--instruction", help="auto (a thinktune model's prompt contract, "
+                                                                   "else none) | none | default | text prepended to "
+                                                                   "the first user message.")] = "auto",
+    system: Annotated[str | None, typer.Option(help="System message when a request has none (default: the "
+                                                    "model's prompt contract).")] = None,
     tip: Annotated[bool, typer.Option("--tip", help="TIP on by default (requests may turn it off).")] = False,
     tip_words: Annotated[str, typer.Option("--tip-words", help="Comma-separated switch words.")] = "alternatively",
     tip_alpha: Annotated[float, typer.Option("--tip-alpha", help="TIP penalty α.")] = 3.0,
@@ -404,12 +418,15 @@ def serve_cmd(
     with user_errors():
         from thinktune.decoding.steering import SteeringVector, parse_steer_spec
         from thinktune.decoding.tip import TipConfig
-        from thinktune.formatting import DEFAULT_INSTRUCTION
-        from thinktune.models import model_labels
-        from thinktune.serve import ServeConfig, serve
+        from thinktune.formatting import DEFAULT_FORMAT
+        from thinktune.named_model import model_labels
+        from thinktune.serve import ServeConfig, check_port, serve
         from thinktune.serve_guard import Policy
 
-        m, tok, _, _ = _model(model, "none", None)
+        check_port(host, port)  # before the model loads: a busy port is one line, at once
+        m, tok, instr, _, contract = _model(model, instruction, None)
+        if instruction == "auto" and contract is None:
+            instr = None  # a model without a contract is served as it is
         loaded = {Path(v).stem: SteeringVector.load(v) for v in vectors or []}
         default_steer = None
         if steer:
@@ -420,7 +437,8 @@ def serve_cmd(
             model_name=name or model_labels([model])[0], max_tokens_cap=max_tokens_cap,
             default_max_tokens=min(default_max_tokens, max_tokens_cap), max_prompt_tokens=max_prompt_tokens,
             max_body_bytes=max_body_bytes, max_batch=max_batch, max_queue=max_queue,
-            instruction={"none": None, "default": DEFAULT_INSTRUCTION}.get(instruction, instruction),
+            instruction=instr, system=system if system is not None else (contract.system if contract else None),
+            fmt=contract.fmt if contract else DEFAULT_FORMAT,
             tip=TipConfig(words=[w.strip() for w in tip_words.split(",") if w.strip()], alpha=tip_alpha,
                           beta=tip_beta) if tip else None,
             steer=default_steer, header_timeout=header_timeout, body_timeout=body_timeout,

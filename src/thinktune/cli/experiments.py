@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from thinktune.cli.console import (
+    command_group,
     console,
     out,
     progress_shown,
@@ -23,7 +24,7 @@ from thinktune.cli.console import (
     user_errors,
 )
 
-experiments_app = typer.Typer(help="Reproduce known effects and regenerate docs/EVIDENCE.md.", no_args_is_help=True)
+experiments_app = command_group("Reproduce known effects and regenerate docs/EVIDENCE.md.")
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Experiments: file stem, its number (01) or a path.")]
 DirOpt = Annotated[Path, typer.Option("--experiments", help="Directory of experiment YAML files.")]

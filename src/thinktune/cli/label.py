@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from thinktune.cli.console import console, out, setup_logging, user_errors
+from thinktune.cli.console import command_group, console, out, setup_logging, user_errors
 
 
 class _SourceFirst(TyperGroup):
@@ -34,9 +34,8 @@ class _SourceFirst(TyperGroup):
         return super().resolve_command(ctx, args)
 
 
-label_app = typer.Typer(cls=_SourceFirst, no_args_is_help=True,
-                        help="Label preferences between completions in the browser (thinktune label SOURCE --out "
-                             "labels.jsonl); stats, pairs and export of the labels.")
+label_app = command_group("Label preferences between completions in the browser (thinktune label SOURCE --out "
+                          "labels.jsonl); stats, pairs and export of the labels.", cls=_SourceFirst)
 
 
 def db_path(out_file: Path, db: Path | None) -> Path:

@@ -14,9 +14,9 @@ import typer
 import yaml
 from rich.table import Table
 
-from thinktune.cli.console import out, progress_shown, setup_logging, user_errors
+from thinktune.cli.console import command_group, out, progress_shown, setup_logging, user_errors
 
-recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
+recipe_app = command_group("Validate and inspect recipes.")
 
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
@@ -86,11 +86,12 @@ def _print_results(root: Path) -> None:
     table.add_column("stage")
     table.add_column("status")
     table.add_column("seconds", justify="right")
-    table.add_column("result")
+    table.add_column("result", overflow="fold")  # wrapped at any width, never cut
     for stage, rec in manifest["stages"].items():
         result = rec.get("result") or {}
-        shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict))
-        table.add_row(stage, rec.get("status", "?"), f"{rec.get('seconds', 0):.1f}", shown[:90])
+        shown = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in result.items()
+                          if not isinstance(v, dict))
+        table.add_row(stage, rec.get("status", "?"), f"{rec.get('seconds', 0):.1f}", shown)
     out.print(table)
     results_path = root / "results.json"
     if results_path.exists():
@@ -125,13 +126,16 @@ def export_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the standalone model.")],
     stage: Annotated[str | None, typer.Option(help="Which model (base, sft, dpo, grpo); default: the last one trained.")] = None,
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="Merge adapters into the weights.")] = True,
+    dtype: Annotated[str, typer.Option(help="Weights written as fp32, bf16 or fp16 (merged models).")] = "fp32",
 ) -> None:
-    """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template) plain transformers loads."""
+    """Write a run's model as a standalone checkpoint (safetensors, tokenizer, chat template, model card) that plain
+    transformers loads."""
     from thinktune.export import export_model
 
     with user_errors():
-        written = export_model(run_dir, output, stage=stage, merge=merge)
-    out.print(f"[green]exported[/] {written['stage']} → {written['path']} ({written['kind']})")
+        written = export_model(run_dir, output, stage=stage, merge=merge, dtype=dtype)
+    out.print(f"[green]exported[/] {written['stage']} → {written['path']} ({written['kind']}"
+              + (f", {written['dtype']}" if written["dtype"] else "") + ")")
 
 
 def version_cmd() -> None:

@@ -19,10 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
-from thinktune.cli.console import console, out, setup_logging, user_errors
+from thinktune.cli.console import command_group, console, out, setup_logging, user_errors
 
-rewards_app = typer.Typer(help="Score completions with rewards; probe rewards with reward-hacking completions.",
-                          no_args_is_help=True)
+rewards_app = command_group("Score completions with rewards; probe rewards with reward-hacking completions.")
 
 RewardsOpt = Annotated[str | None, typer.Option(
     "--rewards", "-r", help="Comma-separated rewards, each NAME or NAME=WEIGHT (built-in or module:function).")]

@@ -18,6 +18,10 @@
 6. ``gain_not_significant`` / ``accuracy_fell`` — a training stage's change in held-out accuracy against the model
    it was trained from is not significant (the paired 95 % interval of ``results.json`` ``changes`` contains 0), or
    is a significant drop (audit/significance.py): "GRPO: +1.4 points, 95 % CI −1.6…+4.4, not significant".
+7. ``near_zero_accuracy`` — every audited model of the run is at or near zero held-out accuracy: nothing the
+   run trained worked, whatever the other checks say (format, prompt or extraction mismatches show up here too).
+8. ``reward_fell`` — the GRPO training reward fell over the run (first vs last third of the logged steps): the
+   policy moved away from what the rewards pay for.
 
 Thresholds are module constants (absolute differences). They are deliberately coarse: a warning says "look here",
 the sections below give the numbers with their intervals.
@@ -35,6 +39,8 @@ FAITH_DROP = 0.05  # drop in an AOC (0..1) that counts as "faithfulness fell"
 INFO_GAIN_DROP = 0.05  # drop in mean InfoGain per step (nats) that counts as "information gain fell"
 RECALL_DROP = 0.05  # drop in abstention recall that counts as "fell"
 REWARD_RISE = 0.05  # rise of the training reward, as a fraction of Σ|weight| (the reward's range for 0..1 rewards)
+NEAR_ZERO_ACC = 0.05  # held-out accuracy at or below which a model counts as "near zero"
+REWARD_FALL = 0.02  # fall of the training reward, as a fraction of Σ|weight|, that counts (and by a quarter at least)
 ZERO_STD_SHARE = 0.9  # mean frac_reward_zero_std at or above which GRPO had (almost) no learning signal
 
 
@@ -76,6 +82,7 @@ def trend(values: list[float]) -> tuple[float, float] | None:
 
 def diagnose(run: RunData) -> list[Finding]:
     found: list[Finding] = []
+    found += _near_zero(run)
     found += _model_pairs(run)
     found += _stage_changes(run)
     found += _grpo(run)
@@ -86,6 +93,16 @@ def diagnose(run: RunData) -> list[Finding]:
     for problem in run.problems[:10]:
         found.append(Finding("unreadable", run.name, "a file could not be read", problem, "info"))
     return found
+
+
+def _near_zero(run: RunData) -> list[Finding]:
+    accs = {m: _num(a.agg.get("accuracy")) for m, a in run.audits.items()}
+    if not accs or any(v is None or v > NEAR_ZERO_ACC for v in accs.values()):
+        return []
+    return [Finding("near_zero_accuracy", run.name, "every model is near zero held-out accuracy",
+                    ", ".join(f"{m} {v:.1%}" for m, v in accs.items()) + f" (≤ {NEAR_ZERO_ACC:.0%}). Nothing this run "
+                    "trained works yet: check the format rate and a few completions in the sample browser (a prompt, "
+                    "format or answer-extraction mismatch reads as 0 too), then train SFT longer.")]
 
 
 def _model_pairs(run: RunData) -> list[Finding]:
@@ -152,6 +169,12 @@ def _grpo(run: RunData) -> list[Finding]:
                 f"mean reward {t[0]:.3g} → {t[1]:.3g} (first vs last third of {len(rewards)} logged steps); "
                 f"held-out accuracy {acc[0]:.1%} → {acc[1]:.1%} ({acc[2]}). {per_fn}"
                 "Likely reward hacking: check the reward-hack probes and the rollouts in the sample browser."))
+    if t is not None and t[0] - t[1] >= REWARD_FALL * scale and t[1] <= 0.75 * t[0]:
+        out.append(Finding(
+            "reward_fell", run.name, "grpo: the training reward fell",
+            f"mean reward {t[0]:.3g} → {t[1]:.3g} (first vs last third of {len(rewards)} logged steps): the policy "
+            "moved away from what the rewards pay for. Lower the learning rate, raise the KL coefficient, or check "
+            "that the pre-flight's groups had reward variance."))
     zero = [float(r["frac_reward_zero_std"]) for r in rows if _num(r.get("frac_reward_zero_std")) is not None]
     if len(zero) >= 2 and sum(zero) / len(zero) >= ZERO_STD_SHARE:
         all_zero = rewards and all(v == 0 for _, v in rewards)

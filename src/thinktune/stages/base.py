@@ -28,10 +28,10 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
         corpus = ["<|user|>\n<|assistant|>\n<|system|>\n", recipe.model.instruction or ""]
         corpus += [r.question + "\n" + render(r.reasoning, r.answer, fmt) for r in records[:5000]]
         model, tokenizer = build_tiny(recipe.model.tiny, corpus, seed=recipe.seed)
-        save_final(model, tokenizer, ctx.dir, input_final=None)
+        save_final(model, tokenizer, ctx.dir, input_final=None, prompt=ctx.prompt)
         return {"parameters": count_parameters(model), "vocab": len(tokenizer), "built": "tiny"}
     model, tokenizer = load_model(recipe.model)
     tmp = staging_dir(target)
-    atomic_write_text(tmp / MODEL_META, json.dumps({"kind": "recipe_model"}) + "\n")
+    atomic_write_text(tmp / MODEL_META, json.dumps({"kind": "recipe_model", "prompt": ctx.prompt.to_dict()}) + "\n")
     commit_dir(tmp, target)
     return {"parameters": count_parameters(model), "vocab": len(tokenizer), "built": recipe.model.path}

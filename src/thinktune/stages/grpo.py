@@ -34,7 +34,7 @@ from thinktune.progress import reporter
 from thinktune.rewards.probes import PROBES_FILE, probe_rewards
 from thinktune.rewards.runner import RewardRunner
 from thinktune.stages.callbacks import GRPOAlerts
-from thinktune.stages.preflight import check, preflight
+from thinktune.stages.preflight import check, preflight, problems
 from thinktune.stages.setup import (
     peft_config,
     seed_everything,
@@ -160,7 +160,8 @@ def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> di
         reporter().note(f"[grpo] {report.summary()}")
     if cfg.preflight and not ctx.resume and is_main():
         numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
-        atomic_write_json(ctx.dir / "preflight.json", numbers)
+        reasons = problems(numbers, cfg.preflight_max_truncated)
+        atomic_write_json(ctx.dir / "preflight.json", {**numbers, "refused": bool(reasons), "reasons": reasons})
         check(numbers, cfg.preflight_max_truncated)
         reporter().note(f"[grpo] pre-flight: {numbers['zero_variance_fraction']:.0%} of {numbers['groups']} groups "
                         f"without reward variance, {numbers['truncated_fraction']:.0%} truncated")

@@ -14,6 +14,7 @@ from typing import Any
 from thinktune import distributed
 from thinktune.errors import RecipeError
 from thinktune.formatting import chat_prompt
+from thinktune.formatting import PromptContract
 from thinktune.io import atomic_write_json, atomic_write_text, commit_dir, staging_dir
 from thinktune.models import MODEL_META
 
@@ -96,8 +97,9 @@ def write_effective_config(stage_dir: Path, args: Any) -> None:
 
 
 def save_final(model, tokenizer, stage_dir: Path, input_final: Path | None,
-               state_dict: dict[str, Any] | None = None) -> Path:
-    """Write ``final/`` atomically: full weights, or an adapter plus a pointer to the model it applies to.
+               state_dict: dict[str, Any] | None = None, prompt: PromptContract | None = None) -> Path:
+    """Write ``final/`` atomically: full weights, or an adapter plus a pointer to the model it applies to, and the
+    prompt contract the model was trained with (``prompt`` in ``thinktune_model.json``).
 
     One process only (rank 0). ``state_dict``: the full weights gathered from a sharded model (ZeRO-3, FSDP).
     """
@@ -111,6 +113,8 @@ def save_final(model, tokenizer, stage_dir: Path, input_final: Path | None,
         if input_final is None:
             raise ValueError("an adapter needs the directory of the model it was trained on")
         meta["base"] = os.path.relpath(input_final, target)
+    if prompt is not None:
+        meta["prompt"] = prompt.to_dict()
     atomic_write_text(tmp / MODEL_META, json.dumps(meta) + "\n")
     commit_dir(tmp, target)
     return target
@@ -197,7 +201,7 @@ def train_resumable(ctx, trainer, tokenizer) -> dict[str, Any]:
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:  # sharded weights: every process takes part
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if distributed.is_main():
-        save_final(trainer.model, tokenizer, stage_dir, ctx.input_model(), state_dict)
+        save_final(trainer.model, tokenizer, stage_dir, ctx.input_model(), state_dict, ctx.prompt)
     distributed.barrier()
     return {
         "train_loss": round(float(out.training_loss), 4),
