@@ -138,7 +138,7 @@ def measure(n_labels: int, clients: int, warmup: int = 50) -> dict:
             proc.wait(60)
         lat = [x for w in workers for x in w.save_ms]
         sent = sum(w.labels for w in workers)
-        return {"clients": clients, "labels": sent, "wall_s": round(wall, 2),
+        return {"clients": clients, "labels": sent, "wall_s": round(wall, 4),
                 "labels_per_min": round(sent / wall * 60), "save_ms_p50": round(statistics.median(lat), 2),
                 "save_ms_p99": round(percentile(lat, 0.99), 2), "save_ms_max": round(max(lat), 2),
                 "stored_once": stored == sent + warmup * clients}

@@ -31,7 +31,7 @@ REC = Record(id="r", question="What is 2 + 3?", answer="5")
 
 def test_registry_names():
     assert set(REWARDS) == {"correct", "format", "tag_count", "cosine_length", "overlong", "repetition", "language",
-                            "abstain"}
+                            "abstain", "reward_model"}  # reward_model: a learned reward (rewards/learned.py)
     for fn in REWARDS.values():
         assert fn.__doc__ and hasattr(fn, "guards")
 
@@ -199,6 +199,8 @@ def test_records_from_solution_columns():
 def test_every_builtin_returns_finite_or_none_on_junk():
     junk = ["", "<think>", "</answer><answer>", "\\boxed{", "<answer>\\frac{</answer>", "x" * 5000, "😀 <think>😀</think>"]
     for name, fn in REWARDS.items():
+        if name == "reward_model":  # a learned reward needs a trained model (tests/stages/test_reward_model.py)
+            continue
         for text in junk:
             v = fn(text, REC)
             assert v is None or math.isfinite(v), (name, text)

@@ -23,7 +23,7 @@ def test_untrained_model_is_refused_before_grpo_trains(recipe_factory):
     # no group with variance: 4 rounds of 4 fresh prompts each were sampled before refusing
     assert numbers["zero_variance_fraction"] == 1.0 and numbers["rounds"] == 4 and numbers["completions"] == 16 * 4
     # why it refused, and what it saw: every sampled completion with its per-reward scores (issue 21, point 4)
-    assert numbers["refused"] and "zero reward variance" in numbers["reasons"][0]
+    assert numbers["refused"] and any("zero reward variance" in r for r in numbers["reasons"])
     assert len(numbers["samples"]) == 64 and set(numbers["samples"][0]["rewards"]) == {"correct", "format"}
     assert [s["round"] for s in numbers["samples"][::16]] == [0, 1, 2, 3]
     assert "grpo/preflight.json" in proc.stderr
