@@ -135,11 +135,12 @@ def write_candidates(sft_final: Path, train: Path, out: Path, n: int, seed: int)
     from thinktune.data.records import read_records
     from thinktune.feedback.items import Item, Sampler
     from thinktune.formatting import resolve_instruction
-    from thinktune.models import load_named_model
+    from thinktune.named_model import resolve_model
 
-    model, tokenizer, on_format = load_named_model(str(sft_final))
+    named = resolve_model(str(sft_final))
+    model, tokenizer = named.load()
     sampler = Sampler(model, tokenizer, k=2, temperature=1.0, max_new_tokens=96,
-                      instruction=resolve_instruction("auto", on_format), seed=seed)
+                      instruction=resolve_instruction("auto", named.prompt), seed=seed)
     rows, counts = [], {"prompts": 0, "one_right": 0, "both_right": 0, "both_wrong": 0, "identical": 0}
     for r in read_records(train)[-n:]:
         cands = sampler.fill(Item(r.id, r.question, [], r.answer, r.task))

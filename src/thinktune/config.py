@@ -856,12 +856,16 @@ def resolved_dict(recipe: Recipe) -> dict[str, Any]:
 # committed experiment summaries stay valid (the renamed keys compute exactly what the old ones did).
 FIRST_RELEASE_NAMES = {"audit": {"chance_corrected": "bias_normalised"},
                        "grpo": {"reward_probes": "reward_audit", "reward_probe_items": "reward_audit_items"}}
+FIRST_RELEASE_ABSENT = ("reward_model",)  # top-level keys added after the first release, left out while unset
 FIRST_RELEASE_REMOVED = {"report": {"score_rewards": True}}  # the report scored rewards itself; it now reads them
 
 
 def as_first_released(resolved: dict[str, Any]) -> dict[str, Any]:
     """``resolved`` (a resolved recipe, or a stage's inputs) with the first release's key names, for hashing."""
     out = dict(resolved)
+    for key in FIRST_RELEASE_ABSENT:  # stages added later: absent (None) in a recipe that does not use them
+        if key in out and out[key] is None:
+            del out[key]
     for block, names in FIRST_RELEASE_NAMES.items():
         if isinstance(out.get(block), dict):
             out[block] = {names.get(k, k): v for k, v in out[block].items()}

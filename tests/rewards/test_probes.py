@@ -75,7 +75,7 @@ def test_wrong_answers_are_wrong_and_distinct():
 
 
 @pytest.mark.parametrize("probe", sorted(PROBES))
-@pytest.mark.parametrize("name", sorted(REWARDS))
+@pytest.mark.parametrize("name", sorted(set(REWARDS) - {"reward_model"}))  # a learned reward: no rule to hold
 def test_rule_per_probe_and_reward_on_real_items(name, probe):
     breaches = [check_rule(name, ps, p) for ps in real_sets() for p in ps.probes if p.name == probe]
     assert not [b for b in breaches if b], breaches
@@ -128,7 +128,7 @@ def items(draw) -> Record:
 @given(items())
 def test_rule_holds_for_generated_items(record):
     ps = build_probes(record, giant_chars=20_000)
-    breaches = [check_rule(name, ps, p) for name in REWARDS for p in ps.probes]
+    breaches = [check_rule(name, ps, p) for name in REWARDS if name != "reward_model" for p in ps.probes]
     assert not [b for b in breaches if b]
 
 

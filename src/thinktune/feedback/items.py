@@ -229,9 +229,10 @@ def open_source(source: str, k: int = 2, seed: int = 0, *, models: Sequence[str]
         raise ModelError(f"{source}: not a run directory or a candidates file; to sample candidates from a model, "
                          "give the questions with --prompts FILE (canonical records JSONL)")
     from thinktune.formatting import resolve_instruction
-    from thinktune.models import load_named_model
+    from thinktune.named_model import resolve_model
 
-    model, tokenizer, on_format = load_named_model(source)
-    sampler = Sampler(model, tokenizer, k, temperature, max_new_tokens, resolve_instruction(instruction, on_format),
+    named = resolve_model(source)
+    model, tokenizer = named.load()
+    sampler = Sampler(model, tokenizer, k, temperature, max_new_tokens, resolve_instruction(instruction, named.prompt),
                       seed)
     return from_prompts(source, prompts), sampler
