@@ -133,7 +133,8 @@ def test_adding_a_stage_is_its_module_a_config_class_a_table_row_and_a_test(tmp_
     for name, code in stage_blocks.items():
         _apply(name, code, copy)
     env = {**os.environ, "PYTHONPATH": str(copy / "src"), "OMP_NUM_THREADS": "1"}
-    lint = subprocess.run(["lint-imports"], cwd=copy, env=env, capture_output=True, text=True)
+    lint_imports = str(Path(sys.executable).with_name("lint-imports"))  # the venv's, activated or not
+    lint = subprocess.run([lint_imports], cwd=copy, env=env, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout[-2000:]  # the new stage keeps every import contract
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/stages/test_rloo.py"],
                           cwd=copy, env=env, capture_output=True, text=True, timeout=900)
