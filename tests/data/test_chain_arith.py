@@ -5,6 +5,7 @@ import re
 import pytest
 
 from thinktune.data.tasks import get_task
+from thinktune.data.wordings import number_words
 
 task = get_task("chain_arith")
 
@@ -80,3 +81,30 @@ def test_filler_trace_keeps_the_items_and_replaces_the_chain_by_decoration():
     assert 0.08 < empty < 0.22  # ~15 % empty chains keep the audit's zero-step prefix in distribution
     assert all(len(r.reasoning.splitlines()) <= 6 for r in filler)
     assert task.generate(400, seed=3, max_ops=5, trace="filler") == filler  # deterministic
+
+
+def test_varied_wording_keeps_numbers_trace_and_answer_and_varies_the_question():
+    plain = task.generate(300, seed=5, max_operand=9, max_value=99, trace="steps")
+    varied = task.generate(300, seed=5, max_operand=9, max_value=99, trace="steps", wording="varied")
+    assert [(r.id, r.reasoning, r.answer, r.meta) for r in plain] == [(r.id, r.reasoning, r.answer, r.meta)
+                                                                    for r in varied]
+    assert sum(p.question != v.question for p, v in zip(plain, varied)) > 200
+    assert len({v.question.split()[0] for v in varied}) >= 8  # many openings, not one template
+    for v, p in zip(varied, plain):  # every operand of the chain is in the worded question (as digits or words)
+        nums = [int(t) for t in p.question.removeprefix("Compute ").rstrip(".").split() if t.isdigit()]
+        text = v.question.lower()
+        assert all(str(n) in text or number_words(n) in text for n in nums), (p.question, v.question)
+    assert task.generate(300, seed=5, max_operand=9, max_value=99, trace="steps", wording="varied") == varied
+
+
+def test_varied_wording_errors():
+    with pytest.raises(ValueError, match="wording"):
+        task.generate(1, seed=0, wording="poetic")
+    with pytest.raises(ValueError, match=r"\*"):
+        task.generate(1, seed=0, ops="+*", wording="varied")
+
+
+def test_number_words():
+    assert [number_words(n) for n in (0, 7, 13, 20, 42, 100, 305, 999)] == [
+        "zero", "seven", "thirteen", "twenty", "forty-two", "one hundred", "three hundred and five",
+        "nine hundred and ninety-nine"]

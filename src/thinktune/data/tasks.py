@@ -33,6 +33,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from thinktune.data.records import Record
+from thinktune.data.wordings import worded_question
 
 
 class Task(Protocol):
@@ -68,7 +69,8 @@ class ChainArithmetic:
     Knobs: ``min_ops`` / ``max_ops`` (operations per chain), ``max_operand`` (operands drawn from 2..max_operand),
     ``ops`` (subset of "+-*"; "*" multiplies by a single digit 2..9 to keep numbers readable), ``max_value``
     (running totals stay in 0..max_value; subtraction never goes negative), ``trace`` ("rewrite", "steps" or
-    "filler" = a decorative chain that does no work).
+    "filler" = a decorative chain that does no work), ``wording`` ("compute" = "Compute 7 + 5 - 3."; "varied" =
+    the same chain in one of many wordings, thinktune.data.wordings, for + and - chains).
     """
 
     name: str = "chain_arith"
@@ -84,6 +86,7 @@ class ChainArithmetic:
         max_value: int = 999,
         trace: str = "rewrite",
         id_prefix: str | None = None,
+        wording: str = "compute",
     ) -> list[Record]:
         if not 1 <= min_ops <= max_ops <= MAX_CHAIN_OPS:
             raise ValueError(f"need 1 <= min_ops <= max_ops <= {MAX_CHAIN_OPS}, got {min_ops}, {max_ops}")
@@ -93,15 +96,20 @@ class ChainArithmetic:
             raise ValueError(f"ops must be a non-empty subset of '+-*', got {ops!r}")
         if trace not in ("rewrite", "steps", "filler"):
             raise ValueError(f"trace must be 'rewrite', 'steps' or 'filler', got {trace!r}")
+        if wording not in ("compute", "varied"):
+            raise ValueError(f"wording must be 'compute' or 'varied', got {wording!r}")
+        if wording == "varied" and "*" in ops:
+            raise ValueError("wording='varied' words + and - chains only; drop '*' from ops")
         rng = random.Random(f"{self.name}:{seed}")
         prefix = id_prefix or f"{self.name}-s{seed}"
-        return [self._one(rng, f"{prefix}-{i}", min_ops, max_ops, max_operand, ops, max_value, trace)
+        return [self._one(rng, f"{prefix}-{i}", min_ops, max_ops, max_operand, ops, max_value, trace, wording)
                 for i in range(n)]
 
     def _one(self, rng: random.Random, rid: str, min_ops: int, max_ops: int, max_operand: int, ops: str,
-             max_value: int, trace: str) -> Record:
+             max_value: int, trace: str, wording: str = "compute") -> Record:
         k = rng.randint(min_ops, max_ops)
         total = rng.randint(2, max_operand)
+        start, steps = total, []
         terms, lines, totals = [str(total)], [], []
         for _ in range(k):
             op = self._pick_op(rng, ops, total, max_operand, max_value)
@@ -116,9 +124,12 @@ class ChainArithmetic:
                 new = total * b
             lines.append(f"{total} {op} {b} = {new}")
             terms.append(f"{op} {b}")
+            steps.append((op, b))
             totals.append(new)
             total = new
         question = f"Compute {' '.join(terms)}."
+        if wording == "varied":  # its own random stream: numbers, trace and answer are the templated item's
+            question = worded_question(random.Random(f"wording:{rid}"), start, steps)
         if trace == "rewrite":  # line j: the running total after j+1 operations, then the untouched tail
             lines = [" ".join([str(t)] + terms[j + 2 :]) for j, t in enumerate(totals)]
         elif trace == "filler":  # its own random stream: the items are exactly those of the other traces
