@@ -96,9 +96,11 @@ def label_by_script(store, annotators: dict[str, float], seed: int = 0) -> int:
     return made
 
 
-def recipe(out: Path, name: str, scale: str, **blocks: Any) -> Path:
+def recipe(out: Path, name: str, scale: str, threads: int | None = None, **blocks: Any) -> Path:
     raw = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
     raw.update(name=name, output_dir=str(out / "runs"))
+    if threads:
+        raw["threads"] = threads
     if scale == "tiny":
         for key, over in TINY.items():
             if key in raw:
@@ -164,12 +166,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--overlap", type=float, default=0.2)
     ap.add_argument("--noise", type=float, default=0.1, help="share of ben's items he clicks the wrong way")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, help="torch threads per run (default: the quickstart recipe's)")
     args = ap.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     n_prompts = args.prompts or (64 if args.scale == "tiny" else 1000)
+    if args.threads:  # the candidates are sampled in this process
+        import torch
 
-    sft = recipe(out, "sft", args.scale, grpo=None, audit=None, report=None)
+        torch.set_num_threads(args.threads)
+
+    sft = recipe(out, "sft", args.scale, args.threads, grpo=None, audit=None, report=None)
     thinktune_run(sft)
     sft_dir = out / "runs" / "sft"
 
@@ -191,12 +198,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tiny = args.scale == "tiny"
     arms = {
-        "rlhf": recipe(out, "rlhf", args.scale, report=None,
+        "rlhf": recipe(out, "rlhf", args.scale, args.threads, report=None,
                        reward_model={**REWARD_MODEL, **(TINY["reward_model"] if tiny else {}),
                                      "pairs_file": str(labels)},
                        grpo={"rewards": [{"fn": "reward_model", "weight": 1.0}, {"fn": "format", "weight": 0.1}],
                              "reward_deadline": 120, "reward_probes": False}),
-        "dpo": recipe(out, "dpo", args.scale, grpo=None, report=None,
+        "dpo": recipe(out, "dpo", args.scale, args.threads, grpo=None, report=None,
                       dpo={**DPO, **(TINY["dpo"] if tiny else {}), "pairs_file": str(labels)}),
     }
     result: dict[str, Any] = {"scale": args.scale, "seed": args.seed, "candidates": counts,
