@@ -126,10 +126,21 @@ def _merge(dst: dict, src: dict) -> dict:
     return dst
 
 
-def thinktune_run(path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "thinktune.cli", "run", str(path)])
-    if proc.returncode != 0:
-        raise SystemExit(f"thinktune run {path} failed (exit {proc.returncode})")
+def thinktune_run(path: Path, refusal: str | None = None) -> str | None:
+    """``thinktune run path``, its messages passed through. A failure stops the experiment, except one whose
+    message contains ``refusal`` (a stage that refused to train): that message is returned."""
+    proc = subprocess.Popen([sys.executable, "-m", "thinktune.cli", "run", str(path)], stderr=subprocess.PIPE,
+                            text=True)
+    tail: list[str] = []
+    for line in proc.stderr:  # type: ignore[union-attr]
+        sys.stderr.write(line)
+        tail = (tail + [line])[-40:]
+    if proc.wait() == 0:
+        return None
+    text = " ".join(" ".join(tail).split())
+    if refusal and refusal in text:
+        return text[text.index(refusal):]
+    raise SystemExit(f"thinktune run {path} failed (exit {proc.returncode})")
 
 
 def write_candidates(sft_final: Path, train: Path, out: Path, n: int, seed: int) -> dict[str, int]:
@@ -202,7 +213,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        reward_model={**REWARD_MODEL, **(TINY["reward_model"] if tiny else {}),
                                      "pairs_file": str(labels)},
                        grpo={"rewards": [{"fn": "reward_model", "weight": 1.0}, {"fn": "format", "weight": 0.1}],
-                             "reward_deadline": 120, "reward_probes": False}),
+                             "reward_deadline": 120, "reward_probes": False,
+                             # a smoke run checks the mechanics: GRPO trains on its (weak) reward model anyway
+                             **({"min_reward_model_accuracy": None} if tiny else {})}),
         "dpo": recipe(out, "dpo", args.scale, args.threads, grpo=None, report=None,
                       dpo={**DPO, **(TINY["dpo"] if tiny else {}), "pairs_file": str(labels)}),
     }
@@ -215,17 +228,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         target = out / "runs" / arm
         if not target.exists():
             shutil.copytree(sft_dir, target)  # the SFT stage is complete there: the arm adds its stages to it
-        thinktune_run(path)
+        refused = thinktune_run(path, refusal="grpo: the reward model" if arm == "rlhf" else None)
+        if arm == "rlhf":
+            rm = json.loads((target / "manifest.json").read_text())["stages"]["reward_model"]["result"]
+            result["reward_model"] = {"held_out_pairs": rm["held_out_pairs"], "accuracy": rm["held_out_accuracy"],
+                                      "ci95": rm["held_out_accuracy_ci95"]}
+        if refused:  # GRPO would not train against a reward model no better than chance (stages/grpo.py)
+            result[arm] = {"refused": refused, "ci_excludes_0": False}
+            continue
         results = json.loads((target / "results.json").read_text())
         trained = "grpo" if arm == "rlhf" else "dpo"
         change = next(c for c in results["changes"] if c["after"] == trained)
         result[arm] = {"sft_accuracy": change["accuracy_before"], "accuracy": change["accuracy_after"],
                        "delta": change["delta"], "ci95": change["ci95"], "n": change["n"],
                        "ci_excludes_0": change["ci95"][0] > 0}
-        if arm == "rlhf":
-            rm = json.loads((target / "manifest.json").read_text())["stages"]["reward_model"]["result"]
-            result["reward_model"] = {"held_out_pairs": rm["held_out_pairs"], "accuracy": rm["held_out_accuracy"],
-                                      "ci95": rm["held_out_accuracy_ci95"]}
     result["targets"] = {"reward_model_accuracy_ge_0.8": (result["reward_model"]["accuracy"] or 0) >= 0.8,
                          "grpo_rm_over_sft": result["rlhf"]["ci_excludes_0"],
                          "dpo_over_sft": result["dpo"]["ci_excludes_0"]}

@@ -8,8 +8,8 @@ client").
 2. Plain transformers — ``AutoModelForCausalLM`` / ``AutoTokenizer`` and the tokenizer's chat template, no thinktune
    code — generates greedily for the first ``--items`` held-out questions of the audit, with the prompt contract the
    export records in ``thinktune_model.json`` (instruction prepended to the question, as the run prompted).
-   Its answers (the text inside ``<answer>…</answer>``) are compared with the audit's (``audit/STAGE/examples.jsonl``);
-   whole completions are compared too. The audit generated in batches (left padding), this script one question at
+   Its answers (the text inside ``<answer>…</answer>``) are compared with the audit's
+   (``audit/STAGE/examples.jsonl``); whole completions are compared too. The audit generated in batches (left padding), this script one question at
    a time, so a completion may differ in a late token where two logits are within float rounding; the answers are
    the acceptance.
 3. ``thinktune serve TMP`` on a free port, and the ``openai`` client asks ``--serve-items`` of the same questions

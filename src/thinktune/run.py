@@ -56,7 +56,7 @@ OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_e
                       "eval_loss_every",
                       "gradient_checkpointing", "reward_workers", "reward_deadline", "reward_max_error_fraction",
                       "reward_probes", "reward_probe_items", "max_nonfinite_steps", "preflight", "preflight_groups",
-                      "preflight_max_truncated"}
+                      "preflight_max_truncated", "min_reward_model_accuracy"}
 
 
 def _strip(cfg: Any) -> Any:

@@ -48,7 +48,8 @@ def rm_run(tmp_path_factory):
         root, "rm", report=None, audit={"max_items": 8},
         reward_model={"pairs_file": str(root / "labels.jsonl"), **REWARD_MODEL},
         grpo={"max_steps": 2, "rewards": [{"fn": "reward_model", "weight": 1.0}, {"fn": "format", "weight": 0.1}],
-              "reward_workers": 1, "reward_deadline": 300, "reward_probes": False},
+              "reward_workers": 1, "reward_deadline": 300, "reward_probes": False,
+              "min_reward_model_accuracy": None},  # 48 toy items: the mechanics, not a reward model worth training on
         dpo={"pairs": "file", "pairs_file": str(root / "labels.jsonl"), "max_steps": 2, "save_steps": 2,
              "logging_steps": 1})
     proc = thinktune("run", str(recipe))
@@ -133,3 +134,20 @@ def test_the_report_shows_label_counts_agreement_and_the_reward_models_accuracy(
     assert f"labels={n_labels}" in html  # the stage's row in the run summary
     assert f"agreement (items={result['agreement']['items']}, observed={fmt_num(result['agreement']['observed'])}" in html
     assert f"held_out_accuracy={fmt_num(result['held_out_accuracy'])}" in html
+
+
+@pytest.mark.slow
+def test_grpo_refuses_a_reward_model_not_shown_better_than_the_threshold(rm_run, tmp_path):
+    import shutil
+
+    recipe, _ = rm_run
+    root = run_dir(recipe)
+    shutil.copytree(root, tmp_path / root.name)  # the module's run stays as it is for the other tests
+    recorded = json.loads((root / "reward_model" / "final" / "reward_model.json").read_text())["held_out"]
+    assert recorded["accuracy"] == json.loads((root / "reward_model" / "held_out.json").read_text())["accuracy"]
+    proc = thinktune("run", str(recipe), f"output_dir={tmp_path}", "grpo.min_reward_model_accuracy=0.99",
+                     "--restart-from", "grpo")
+    assert proc.returncode != 0
+    err = " ".join(proc.stderr.split())
+    assert "not shown better than 99% on its held-out pairs" in err and "Traceback" not in proc.stderr
+    assert f"pairwise accuracy {recorded['accuracy']:.1%}" in err

@@ -2,10 +2,10 @@
 
 One template ("Compute 7 + 5 - 3.") teaches a model the template as much as the arithmetic: on SmolLM2-135M-Instruct,
 GRPO reached 82.8 % on templated held-out problems and 18.8 % on hand-written paraphrases of the same chains
-(docs/RESULTS.md, "A real model"). Training on many wordings of the same chains is the usual remedy (data
-augmentation by paraphrase, as in the instruction-tuning literature, e.g. FLAN's several templates per task, arXiv
-2109.01652); here the wordings are procedural, so the numbers, the trace and the answer stay exactly those of the
-templated item.
+(docs/RESULTS.md, "A real model: SmolLM2-135M-Instruct"). Training on many wordings of the same chains is the usual
+remedy (data augmentation by paraphrase, as in the instruction-tuning literature, e.g. FLAN's several templates per
+task, arXiv 2109.01652); here the wordings are procedural, so the numbers, the trace and the answer stay exactly
+those of the templated item.
 
 The hand-written paraphrase set (recipes/data/chain_arith_paraphrases.jsonl) is *not* drawn from these templates:
 it was written separately, item by item, and stays the held-out test of whether a gain survives a change of wording.
@@ -87,7 +87,8 @@ def worded_question(rng: random.Random, a: int, steps: list[tuple[str, int]]) ->
     if family == 1:  # operator words, digits or words
         spell = number_words if rng.random() < 0.5 else str
         expr = " ".join([spell(a)] + [("plus " if op == "+" else "minus ") + spell(b) for op, b in steps])
-        return rng.choice(["What is {e}?", "How much is {e}?", "Work out {e}.", "Find the value of {e}."]).format(e=expr)
+        asks = ["What is {e}?", "How much is {e}?", "Work out {e}.", "Find the value of {e}."]
+        return rng.choice(asks).format(e=expr)
     if family == 2:  # imperative chain
         parts = [rng.choice(_ADD if op == "+" else _SUB).format(b=b) for op, b in steps]
         chain = parts[0] + "".join(rng.choice(_JOIN) + p for p in parts[1:])

@@ -31,6 +31,7 @@ from thinktune.formatting import chat_prompt
 from thinktune.io import atomic_write_json
 from thinktune.models import MODEL_META, load_stage_output
 from thinktune.progress import reporter
+from thinktune.rewards.learned import weak_reward_model
 from thinktune.rewards.probes import PROBES_FILE, probe_rewards
 from thinktune.rewards.runner import RewardRunner
 from thinktune.stages.callbacks import GRPOAlerts
@@ -158,6 +159,11 @@ def _train(ctx: StageContext, model, tokenizer, records, dataset, rewards) -> di
         if not report.ok:
             raise StageError(f"grpo: {report.summary()}\n(fix the rewards, or set grpo.reward_probes=false)")
         reporter().note(f"[grpo] {report.summary()}")
+    if cfg.min_reward_model_accuracy is not None and is_main():  # a learned reward no better than chance
+        for spec in rewards.specs:
+            if spec.fn == "reward_model" and (why := weak_reward_model(spec.kwargs.get("path", ""),
+                                                                        cfg.min_reward_model_accuracy)):
+                raise StageError(f"grpo: {why}")
     if cfg.preflight and not ctx.resume and is_main():
         numbers = preflight(model, tokenizer, records, cfg, rewards, recipe.model.instruction, recipe.model.system)
         reasons = problems(numbers, cfg.preflight_max_truncated)

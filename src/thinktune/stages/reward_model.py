@@ -35,7 +35,7 @@ from thinktune.errors import StageError
 from thinktune.io import atomic_write_json
 from thinktune.models import load_stage_output, reward_model_from
 from thinktune.progress import reporter
-from thinktune.rewards.learned import REWARD_MODEL_META
+from thinktune.rewards.learned import HELD_OUT_FILE, REWARD_MODEL_META
 from thinktune.stages.setup import (
     preference_rows,
     seed_everything,
@@ -99,14 +99,16 @@ def run_stage(ctx: StageContext) -> dict[str, Any]:
     result = train_resumable(ctx, trainer, tokenizer)
     final = ctx.dir / "final"
     if is_main():
-        atomic_write_json(final / REWARD_MODEL_META, {"instruction": recipe.model.instruction,
-                                                      "system": recipe.model.system})
+        meta = {"instruction": recipe.model.instruction, "system": recipe.model.system}
+        atomic_write_json(final / REWARD_MODEL_META, meta)
         evaluation = pairwise_accuracy(final, held)
-        atomic_write_json(ctx.dir / "held_out.json", evaluation)
+        atomic_write_json(ctx.dir / HELD_OUT_FILE, evaluation)
+        atomic_write_json(final / REWARD_MODEL_META, {**meta, "held_out": {  # travels with the model (GRPO's check)
+            "accuracy": evaluation["accuracy"], "accuracy_ci95": evaluation["accuracy_ci95"], "pairs": len(held)}})
         reporter().note(f"[reward_model] held-out pairwise accuracy {evaluation['accuracy']:.1%} "
                         f"on {len(held)} pairs")
     barrier()
-    evaluation = json.loads((ctx.dir / "held_out.json").read_text())
+    evaluation = json.loads((ctx.dir / HELD_OUT_FILE).read_text())
     return {**result, "pairs": len(train), "held_out_pairs": len(held), "dropped_too_long": too_long,
             "held_out_accuracy": evaluation["accuracy"], "held_out_accuracy_ci95": evaluation["accuracy_ci95"],
             "labels": {k: pair_stats.get(k) for k in ("source", "labels", "items", "annotators", "tie", "both_bad",
