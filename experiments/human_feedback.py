@@ -16,6 +16,8 @@ Steps, each with thinktune's own code:
 4. Two arms, each a copy of the SFT run with one more block:
    - ``rlhf``: a ``reward_model`` stage on the labels (TRL's RewardTrainer; held-out pairwise accuracy), then the
      quickstart's GRPO with the ``reward_model`` reward in place of the verifier's ``correct`` (format kept);
+     GRPO refuses a reward model whose held-out accuracy is not shown above ``grpo.min_reward_model_accuracy``
+     (0.7); the summary then records the refusal instead of an accuracy (the smoke run trains anyway);
    - ``dpo``: DPO on the same labels file (``dpo.pairs: file``).
    Each arm's audit scores SFT and the new model on the same held-out items; ``results.json`` holds the paired
    difference with its 95 % bootstrap interval (audit/significance.py).

@@ -380,8 +380,9 @@ class GRPOStage(_Strict):
     reward_max_error_fraction: float = Field(0.1, ge=0.0, le=1.0)  # more errors than this in a batch stop the run
     reward_probes: bool = True  # run the reward-hacking probes before training and refuse on a violation
     reward_probe_items: PositiveInt = 8  # training items the probes are built from
-    min_reward_model_accuracy: float | None = Field(0.5, ge=0.0, lt=1.0)  # a `reward_model` reward must be shown
-    #   better than this on its held-out pairs (lower end of the 95 % interval) or GRPO refuses; null: no check
+    min_reward_model_accuracy: float | None = Field(0.7, ge=0.0, lt=1.0)  # a `reward_model` reward must be shown
+    #   better than this on its held-out pairs (lower end of the 95 % interval) or GRPO refuses; null: no check.
+    #   Measured: reward models at 54.8 % and 61.0 % both collapsed the quickstart's GRPO (docs/RESULTS.md)
     preflight: bool = True  # sample a few groups first; refuse when most are truncated or no group has variance
     # prompts per pre-flight round (× samples_per_prompt completions); up to 4 rounds while no group has variance
     preflight_groups: PositiveInt = 4
@@ -860,7 +861,7 @@ FIRST_RELEASE_NAMES = {"audit": {"chance_corrected": "bias_normalised"},
                        "grpo": {"reward_probes": "reward_audit", "reward_probe_items": "reward_audit_items"}}
 FIRST_RELEASE_ABSENT = ("reward_model",)  # top-level keys added after the first release, left out while unset
 FIRST_RELEASE_REMOVED = {"report": {"score_rewards": True}}  # the report scored rewards itself; it now reads them
-FIRST_RELEASE_DEFAULTS = {"grpo": {"min_reward_model_accuracy": 0.5}}  # keys added later: left out while at their
+FIRST_RELEASE_DEFAULTS = {"grpo": {"min_reward_model_accuracy": 0.7}}  # keys added later: left out while at their
 #   default (a check that refuses before training; a stage it lets through computes what it did without it)
 
 
