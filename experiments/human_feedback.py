@@ -215,12 +215,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        reward_model={**REWARD_MODEL, **(TINY["reward_model"] if tiny else {}),
                                      "pairs_file": str(labels)},
                        grpo={"rewards": [{"fn": "reward_model", "weight": 1.0}, {"fn": "format", "weight": 0.1}],
-                             "reward_deadline": 120, "reward_probes": False,
-                             # a smoke run checks the mechanics: GRPO trains on its (weak) reward model anyway
-                             **({"min_reward_model_accuracy": None} if tiny else {})}),
+                             "reward_deadline": 120, "reward_probes": False}),
         "dpo": recipe(out, "dpo", args.scale, args.threads, grpo=None, report=None,
                       dpo={**DPO, **(TINY["dpo"] if tiny else {}), "pairs_file": str(labels)}),
     }
+    if tiny:  # a smoke run checks the mechanics: GRPO trains on its (weak) reward model anyway (null: no check;
+        # set here because recipe()'s merge reads None as "remove the key")
+        raw = yaml.safe_load(arms["rlhf"].read_text())
+        raw["grpo"]["min_reward_model_accuracy"] = None
+        arms["rlhf"].write_text(yaml.safe_dump(raw, sort_keys=False))
     result: dict[str, Any] = {"scale": args.scale, "seed": args.seed, "candidates": counts,
                               "labels": {k: summary_labels[k] for k in ("labels", "pairs", "tie", "both_bad",
                                                                         "disagreement")},
