@@ -1,4 +1,4 @@
-"""Integration: a full audit of the real SmolLM2-135M-Instruct (offline wheel) on 20 GSM8K test items and their
+"""Integration: a full audit of the real SmolLM2-135M-Instruct (offline wheel) on 10 GSM8K test items and their
 AbstentionBench-style unanswerable variants (final question only), through the CLI.
 
 SmolLM2 was not trained on thinktune's format: it gets the format instruction and the ``auto`` answer extractor, and
@@ -30,15 +30,15 @@ def test_smollm2_full_audit_with_abstention(tmp_path):
     except FileNotFoundError as e:
         pytest.skip(str(e))
     rows = [json.loads(line) for line in GSM8K.read_text().splitlines()]
-    kept = [(i, r) for i, r in enumerate(rows) if question_only(r["question"])][:20]
-    data = tmp_path / "gsm8k20.jsonl"
+    kept = [(i, r) for i, r in enumerate(rows) if question_only(r["question"])][:10]
+    data = tmp_path / "gsm8k10.jsonl"
     data.write_text("".join(json.dumps({"id": f"gsm8k-test-{i}", "question": r["question"],
                                         "reasoning": r["answer"].split("####")[0].strip(),
                                         "answer": r["answer"].split("####")[1].strip(), "task": "gsm8k"}) + "\n"
                             for i, r in kept))
     out = tmp_path / "audit"
     res = CliRunner().invoke(app, ["audit", "smollm2", "--data", str(data), "--out", str(out), "--unanswerable",
-                                   "question_only", "--max-new-tokens", "128", "--batch-size", "20"],
+                                   "question_only", "--max-new-tokens", "128", "--batch-size", "10"],
                              env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
     agg = json.loads((out / "smollm2" / "audit.json").read_text())
@@ -46,9 +46,9 @@ def test_smollm2_full_audit_with_abstention(tmp_path):
     print(f"\n{res.output}\nabstention: {json.dumps({k: v for k, v in ab.items() if k != 'ci95'})}"
           f"\naccuracy {agg['accuracy']:.3f}, no-answer rate {agg['no_answer_rate']:.3f}, "
           f"format {agg['format_rate']:.3f}, traces {agg['n_traces']}, timing {agg['timing']}")
-    assert agg["n"] == 20 and agg["unanswerable_variants"] == {"kept": 20, "dropped": 0}
-    assert ab["n_unanswerable"] == 20 and ab["n_answerable"] == 20
+    assert agg["n"] == 10 and agg["unanswerable_variants"] == {"kept": 10, "dropped": 0}
+    assert ab["n_unanswerable"] == 10 and ab["n_answerable"] == 10
     assert isinstance(ab["recall"], float) and "f1" in ab and "precision" in ab and "appropriate_behavior" in ab
     assert agg["source"]["extractor"] == "auto" and agg["source"]["instruction"]
-    assert len((out / "smollm2" / "examples.jsonl").read_text().splitlines()) == 40
+    assert len((out / "smollm2" / "examples.jsonl").read_text().splitlines()) == 20
     assert "abstention recall" in " ".join(res.output.split())
