@@ -149,3 +149,15 @@ def test_renamed_keys_keep_the_fingerprints_runs_were_made_with():
         "data": "a694e5d411cfb47b", "base": "a694e5d411cfb47b", "sft": "eff0d5835bb6f740", "grpo": "c7643810f67e9d21",
         "dpo": "8a74a3d1c3453c1c", "audit": "6cfe0cc9b9aafd91", "report": "6cfe0cc9b9aafd91"}
     assert inputs_fingerprint(resolved_dict(recipe)) == "31d815c3956c4d3d"
+
+
+def test_an_interrupted_restart_resumes_with_a_plain_run(tmp_path):
+    """`--restart-from sft` killed inside SFT: the next plain `thinktune run` resumes SFT and redoes the audit; it
+    used to refuse, the audit still being recorded complete under the old inputs."""
+    execute(make_recipe(tmp_path), stage_fns=FakeStages().fns())
+    changed = make_recipe(tmp_path, sft={"learning_rate": 1e-3})
+    with pytest.raises(RuntimeError):
+        execute(changed, restart_from="sft", stage_fns=FakeStages(crash_in="sft").fns())
+    fake = FakeStages()
+    execute(changed, stage_fns=fake.fns())
+    assert fake.calls == [("sft", True), ("audit", False)]

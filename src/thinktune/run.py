@@ -227,6 +227,16 @@ class RunState(RunDir):
             os.replace(d, trash)
             shutil.rmtree(trash)
 
+    def forget(self, stages: list[str]) -> None:
+        """Drop the records of the stages a ``--restart-from`` is about to redo, all before the first of them runs:
+        a restart interrupted in its first stage then resumes with a plain ``thinktune run``, instead of meeting a
+        later stage still recorded complete under the old inputs. Their directories stay until each stage runs
+        (``reset_stage``); a stage directory without a record is redone, never trusted."""
+        if any(s in self.manifest["stages"] for s in stages):
+            for s in stages:
+                self.manifest["stages"].pop(s, None)
+            self._write_manifest()
+
     def mark_running(self, stage: str) -> None:
         rec = self.manifest["stages"].setdefault(stage, {})
         inputs = stage_inputs(self.recipe, stage)
@@ -319,6 +329,7 @@ def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str
     state = RunState(recipe.run_dir(), recipe)
     plans = state.plan(restart_from)
     state.begin()
+    state.forget([p.stage for p in plans if p.reason == "restarted"])
     rep = reporter()
     for p in plans:
         if p.action == "skip":
