@@ -35,3 +35,9 @@ def test_a_reward_model_is_weak_when_its_interval_reaches_the_threshold(tmp_path
     assert weak_reward_model(strong, 0.5) is None
     assert weak_reward_model(strong, 0.75) is not None  # the lower end must be above the threshold
     assert weak_reward_model(_model(tmp_path / "n"), 0.5) is None  # nothing recorded: nothing to judge by
+
+
+def test_a_meta_file_that_is_not_an_object_records_nothing(tmp_path):
+    final = _model(tmp_path)
+    (final / "reward_model.json").write_text("[1, 2]")
+    assert recorded_accuracy(final) is None

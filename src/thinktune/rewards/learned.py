@@ -32,7 +32,8 @@ def recorded_accuracy(path: str | Path) -> dict[str, Any] | None:
             data = json.loads(candidate.read_text())
         except (OSError, ValueError):
             continue
-        data = data.get(key) if key else data
+        if key and isinstance(data, dict):
+            data = data.get(key)
         if isinstance(data, dict) and "accuracy" in data and "accuracy_ci95" in data:
             return {"accuracy": data["accuracy"], "accuracy_ci95": data["accuracy_ci95"],
                     "pairs": data.get("pairs", data.get("n"))}
