@@ -50,6 +50,7 @@ from thinktune.errors import RunStateError
 from thinktune.io import atomic_write_json, atomic_write_text, sweep_temps
 from thinktune.paths import run_dir_problem
 from thinktune.progress import reporter
+from thinktune.run_lock import run_lock
 
 # Fields that change how a stage runs but not what it produces.
 OPERATIONAL_FIELDS = {"save_steps", "keep_checkpoints", "logging_steps", "eval_every", "eval_items",
@@ -326,7 +327,12 @@ def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str
     ``stage_fns`` replaces the table's functions for the stages it names (``thinktune run --processes N`` launches
     the training stages in workers; tests use stand-ins).
     """
-    state = RunState(recipe.run_dir(), recipe)
+    RunState(recipe.run_dir(), recipe).plan(restart_from)  # a refusal leaves no directory behind
+    with run_lock(recipe.run_dir()):  # one command per run directory (run_lock.py); planned again under the lock
+        return _execute(RunState(recipe.run_dir(), recipe), restart_from, stage_fns)
+
+
+def _execute(state: RunState, restart_from: str | None, stage_fns: dict[str, StageFn] | None) -> RunState:
     plans = state.plan(restart_from)
     state.begin()
     state.forget([p.stage for p in plans if p.reason == "restarted"])
@@ -343,7 +349,7 @@ def execute(recipe: Recipe, restart_from: str | None = None, stage_fns: dict[str
         fn = (stage_fns or {}).get(p.stage) or stage_row(p.stage).function()
         t0 = time.perf_counter()
         try:
-            result = fn(StageContext(state.root, recipe, p.stage, resume=p.action == "resume"))
+            result = fn(StageContext(state.root, state.recipe, p.stage, resume=p.action == "resume"))
         except BaseException:
             state.add_partial_time(p.stage, time.perf_counter() - t0)
             state.discard_staging(p.stage)
