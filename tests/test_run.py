@@ -1,6 +1,7 @@
 """The run directory state machine: skip complete, resume interrupted, refuse changed, restart-from."""
 
 import json
+import os
 
 import pytest
 
@@ -174,7 +175,7 @@ def test_a_second_run_of_the_same_directory_is_refused_while_the_first_works(tmp
     fake = FakeStages()
     with run_lock(recipe.run_dir()):  # a separate open file: flock conflicts as with another process
         with pytest.raises(RunStateError, match=rf"another `thinktune run` is working in this run directory \(pid "
-                                                rf"{__import__('os').getpid()}\)"):
+                                                rf"{os.getpid()}\)"):
             execute(make_recipe(tmp_path, sft={"learning_rate": 1e-3}), restart_from="sft", stage_fns=fake.fns())
     assert fake.calls == [] and (recipe.run_dir() / "manifest.json").read_text() == manifest
     execute(make_recipe(tmp_path, sft={"learning_rate": 1e-3}), restart_from="sft", stage_fns=fake.fns())
@@ -183,7 +184,6 @@ def test_a_second_run_of_the_same_directory_is_refused_while_the_first_works(tmp
 
 def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
     """kill -9 of the process holding the lock frees it (the kernel drops flock locks with the process)."""
-    import os
     import signal
     import subprocess
     import sys
