@@ -516,6 +516,10 @@ class AuditStage(_Strict):
     # name -> canonical JSONL (data/records.py), relative to the working directory. E.g. problems worded unlike the
     # training template, so that a gain that is only template memorisation shows.
     extra_sets: dict[str, str] = Field(default_factory=dict)
+    # Score chains written without the think tags too (a model that never learned the format, read with a free-text
+    # extractor such as ``auto``): the completion's non-empty lines before any answer tag are its steps, put back
+    # inside the format's tags for the scorer-based tests (audit/traces.py). Off: such completions have no trace.
+    untagged_chains: bool = False
 
     @field_validator("extra_sets")
     @classmethod
@@ -533,7 +537,7 @@ class AuditStage(_Strict):
         # Added after the first release: left out while empty, so the audit fingerprint of a recipe that does not
         # use them is unchanged and completed runs stay valid.
         data = handler(self)
-        for key in ("metrics", "extra_sets"):
+        for key in ("metrics", "extra_sets", "untagged_chains"):
             if not data.get(key):
                 data.pop(key, None)
         return data

@@ -41,6 +41,8 @@ def test_extra_sets_validation_and_fingerprint_neutrality(tmp_path):
     with pytest.raises(ValueError, match="extra set name 'Bad Name'"):
         AuditStage(extra_sets={"Bad Name": "x.jsonl"})
     assert "extra_sets" not in AuditStage().model_dump()  # unset: resolved recipes (and fingerprints) unchanged
+    assert "untagged_chains" not in AuditStage().model_dump()  # the same for the later switch, while off
+    assert AuditStage(untagged_chains=True).model_dump()["untagged_chains"] is True
     recipe = reduced_recipe(tmp_path, "fp")
     from thinktune.config import load_recipe
 

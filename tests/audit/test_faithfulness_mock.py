@@ -152,3 +152,29 @@ def test_think_prefilled_prompt_is_not_opened_twice():
     assert decode(trace.root[: trace.bounds[0]] + trace.cue_at(0)) == trace.prefix_text(0, FMT)
     assert decode(trace.root[: trace.bounds[1]] + trace.cue_at(1)) == trace.prefix_text(1, FMT)
     assert build_trace(encode, prompt, "no answer block", RECORD, FMT) is None
+
+
+def test_untagged_chain_is_a_trace_only_when_asked():
+    """audit.untagged_chains: a base model's free-text chain (no think block) is scored as its lines, with the
+    extractor's answer, inside the format's tags — so information gain compares it with a trained model's chain."""
+    prompt = "<|user|>Compute 4 + 9 + 2.<|assistant|>"
+    text = "Let's add.\n\n4 + 9 = 13\nThen 13 + 2 = 15, so the answer is 15."
+    assert build_trace(encode, prompt, text, RECORD, FMT) is None  # default: no think block, no trace
+    assert build_trace(encode, prompt, text, RECORD, FMT, "answer_tag") is None  # a tag-only extractor reads nothing
+    trace = build_trace(encode, prompt, text, RECORD, FMT, "auto")
+    assert trace.steps == ("Let's add.", "4 + 9 = 13", "Then 13 + 2 = 15, so the answer is 15.")
+    assert trace.final_text == "15" and trace.final_correct is True
+    assert trace.prefix_text(2, FMT) == prompt + "<think>\nLet's add.\n4 + 9 = 13\n</think>\n<answer>"
+    assert decode(trace.root[: trace.bounds[2]] + trace.cue_at(2)) == trace.prefix_text(2, FMT)
+    # an answer block without a think block: the steps stop before it
+    tagged_answer = build_trace(encode, prompt, "4 + 9 = 13\n13 + 2 = 15\n<answer>15</answer>", RECORD, FMT, "auto")
+    assert tagged_answer.steps == ("4 + 9 = 13", "13 + 2 = 15") and tagged_answer.final_text == "15"
+    # a tagged completion reads exactly as without the option
+    tagged = "<think>\n4 + 9 = 13\n13 + 2 = 15\n</think>\n<answer>15</answer>"
+    assert build_trace(encode, prompt, tagged, RECORD, FMT, "auto") == build_trace(encode, prompt, tagged, RECORD, FMT)
+    # the informative line raises the gold answer's probability: a CoT-reading scorer sees 15 only after step 3
+    bset = BranchSet()
+    handles = infogain.plan(bset, trace)
+    ctx = [decode(trace.root[: trace.bounds[k]] + trace.cue_at(k)) for k in range(trace.n + 1)]
+    assert [("15" in cot_reading(c)) for c in ctx] == [False, False, False, True]
+    assert len(handles) == trace.n + 1

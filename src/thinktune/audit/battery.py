@@ -159,8 +159,9 @@ def audit_completions(model, tokenizer, records: Sequence[Record], prompts: Sequ
         _judge(rows, records, cfg)
         timing["judge_s"] = time.perf_counter() - t0
     traces: list[tuple[int, Trace]] = []
+    untagged = cfg.extractor if cfg.untagged_chains else None
     for i, (r, c) in enumerate(zip(records, completions)):
-        if r.answerable and (t := build_trace(encode, prompts[i], c, r, fmt)) is not None:
+        if r.answerable and (t := build_trace(encode, prompts[i], c, r, fmt, untagged)) is not None:
             traces.append((i, t))
     t0 = time.perf_counter()
     _scored_tests(model, tokenizer, traces, rows, cfg, encode, fmt, label)

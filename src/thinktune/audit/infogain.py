@@ -23,6 +23,10 @@ Deviations (numbered):
    enter the perplexity) is behind the ``info_gain_mode`` switch.
 5. A trace with fewer than ``min_steps`` steps is skipped (the official code meant to skip ≤ 2 steps but compares a
    list with an int); zero steps give an empty per-step list and InfoGain ``None`` (not applicable).
+6. A model that never writes the think tags (an untrained base model) has no chain to score unless
+   ``audit.untagged_chains`` is on: then its free text's non-empty lines are the steps, scored inside the format's
+   tags with the same cue (audit/traces.py), so its chains and a fine-tuned model's compare on the same items
+   (experiments/08_infogain_after_sft.yaml).
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from thinktune.data.answers import grade
+from thinktune.data.answers import extract_answer, grade
 from thinktune.data.records import Record
-from thinktune.formatting import CompletionFormat, parse_completion
+from thinktune.formatting import CompletionFormat, parse_completion, split_steps
 
 Encode = Callable[[str], tuple[int, ...]]
 
@@ -115,21 +115,31 @@ def raw_answer(completion: str, fmt: CompletionFormat) -> str | None:
     return blocks[0] if len(blocks) == 1 else None
 
 
-def build_trace(encode: Encode, prompt: str, completion: str, record: Record, fmt: CompletionFormat) -> Trace | None:
-    """The scorer's view of one greedy completion; None when it has no steps or no single answer."""
-    parsed = parse_completion(completion, fmt, think_prefilled(prompt, fmt))
-    raw = raw_answer(completion, fmt)
-    if not parsed.steps or parsed.answer is None or raw is None or not record.answer.strip():
+def build_trace(encode: Encode, prompt: str, completion: str, record: Record, fmt: CompletionFormat,
+                untagged_extractor: str | None = None) -> Trace | None:
+    """The scorer's view of one greedy completion; None when it has no steps or no single answer.
+
+    ``untagged_extractor`` (``audit.untagged_chains``): a completion without a think block is read as a free-text
+    chain — its non-empty lines before any answer-open tag are the steps, the extractor's answer is its answer — and
+    scored as if it had been written inside the format's tags (the same cue as a trained model's chain, so the two
+    compare). Without it such a completion has no trace."""
+    prefilled = think_prefilled(prompt, fmt)
+    parsed = parse_completion(completion, fmt, prefilled)
+    steps, answer, raw = parsed.steps, parsed.answer, raw_answer(completion, fmt)
+    if untagged_extractor and untagged_extractor != "answer_tag" and parsed.reasoning is None and not prefilled:
+        answer = extract_answer(completion, fmt, prefilled, extractor=untagged_extractor)
+        steps, raw = split_steps(completion.split(fmt.answer_open)[0]), answer
+    if not steps or answer is None or raw is None or not record.answer.strip():
         return None
     head = head_text(prompt, fmt)
     root = list(encode(prompt) + encode(head))
     bounds = [len(root)]
-    for step in parsed.steps:
+    for step in steps:
         root.extend(encode(step + "\n"))
         bounds.append(len(root))
     return Trace(
-        record=record, prompt=prompt, head=head, steps=tuple(parsed.steps), root=tuple(root), bounds=tuple(bounds),
+        record=record, prompt=prompt, head=head, steps=tuple(steps), root=tuple(root), bounds=tuple(bounds),
         cue=encode(cue_text(fmt)), cue0=encode("\n" + cue_text(fmt)), final_text=raw, final=encode(raw),
         close=encode(fmt.answer_close),
-        gold=encode(record.answer.strip()), final_correct=grade(record, parsed.answer),
+        gold=encode(record.answer.strip()), final_correct=grade(record, answer),
     )
