@@ -15,25 +15,20 @@ The two workloads are what the recipe's wall time is made of:
 
 Per repeat, each workload runs at 1 thread, then 2 (``torch.set_num_threads`` in one process, so both settings see
 the same model and inputs); the order alternates between repeats. Printed and written: the median seconds per setting,
-the ratio 1-thread / 2-thread (> 1: two threads faster), the CPU (``lscpu`` model name) and the load average before
+the ratio 1-thread / 2-thread (> 1: two threads faster), the CPU (as a run's manifest records it) and the load average before
 and after (an idle machine is ≤ ~0.1 per core; a busy one disturbs the 2-thread setting most).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    out = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True)
-    return out.stdout.strip() or platform.processor()
+from thinktune.io import atomic_write_json
+from thinktune.run import cpu_model
 
 
 def main() -> None:
@@ -105,7 +100,7 @@ def main() -> None:
                 times[name][threads].append(s)
                 print(f"repeat {rep + 1}: {name:8s} threads={threads}: {s:.2f} s", flush=True)
     result = {
-        "cpu": cpu_name(), "torch": torch.__version__, "run": str(a.run), "load_before": load0,
+        "cpu": cpu_model(), "torch": torch.__version__, "run": str(a.run), "load_before": load0,
         "load_after": os.getloadavg(),
         "settings": {"prompts": len(prompts), "new_tokens": a.new_tokens, "train_batch": len(texts),
                      "train_tokens": int(batch["attention_mask"].sum()), "repeats": a.repeats},
@@ -117,9 +112,7 @@ def main() -> None:
         m = result["median_s"][w]
         print(f"{w:8s} median 1 thread {m[1]:.2f} s, 2 threads {m[2]:.2f} s: 1/2 = {r:.2f}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, a.out)
+    atomic_write_json(a.out, result)
 
 
 if __name__ == "__main__":

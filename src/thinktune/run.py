@@ -199,7 +199,7 @@ class RunState(RunDir):
             "name": self.recipe.name,
             "recipe_hash": inputs_fingerprint(resolved_dict(self.recipe)),
             "versions": versions(),
-            "hardware": {"platform": platform.platform(), "processor": platform.machine(), "cpu": _cpu_model(),
+            "hardware": {"platform": platform.platform(), "processor": platform.machine(), "cpu": cpu_model(),
                          "cpus": _cpu_count(), "torch_threads": _torch_threads(), "gpu": _gpu_name()},
         })
         self.manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -268,7 +268,7 @@ class RunState(RunDir):
             self._write_manifest()
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     """CPU model and the vector ISA torch dispatches to: runs are bit-identical only on the same kind of CPU (the same
     seed gave 56.4 % and 27.8 % quickstart SFT accuracy on two x86 hosts with identical package versions)."""
     name, ident = None, []
