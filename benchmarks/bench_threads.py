@@ -86,17 +86,12 @@ def main() -> None:
 
     work = {"generate": generate, "train": train_step}
     times: dict[str, dict[int, list[float]]] = {w: {1: [], 2: []} for w in work}
-    with torch.no_grad():
-        generate()  # warm-up (allocator, kernels) at the default threads; not counted
+    generate()  # warm-up (allocator, kernels) at the default threads; not counted (generate_texts is no_grad)
     for rep in range(a.repeats):
         for threads in ((1, 2) if rep % 2 == 0 else (2, 1)):
             torch.set_num_threads(threads)
             for name, fn in work.items():
-                if name == "generate":
-                    with torch.no_grad():
-                        s = fn()
-                else:
-                    s = fn()
+                s = fn()
                 times[name][threads].append(s)
                 print(f"repeat {rep + 1}: {name:8s} threads={threads}: {s:.2f} s", flush=True)
     result = {
