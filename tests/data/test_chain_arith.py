@@ -1,11 +1,12 @@
 """The quickstart task: deterministic, genuine traces, a verifier that reads numbers strictly."""
 
+import random
 import re
 
 import pytest
 
 from thinktune.data.tasks import get_task
-from thinktune.data.wordings import number_words
+from thinktune.data.wordings import number_words, wide_question
 
 task = get_task("chain_arith")
 
@@ -108,3 +109,28 @@ def test_number_words():
     assert [number_words(n) for n in (0, 7, 13, 20, 42, 100, 305, 999)] == [
         "zero", "seven", "thirteen", "twenty", "forty-two", "one hundred", "three hundred and five",
         "nine hundred and ninety-nine"]
+
+
+def test_wide_wording_keeps_the_item_and_draws_each_event_verb_separately():
+    plain = task.generate(600, seed=7, max_operand=9, max_value=99, trace="steps")
+    wide = task.generate(600, seed=7, max_operand=9, max_value=99, trace="steps", wording="wide")
+    assert [(r.id, r.reasoning, r.answer, r.meta) for r in plain] == [(r.id, r.reasoning, r.answer, r.meta)
+                                                                    for r in wide]
+    for w, p in zip(wide, plain):  # every operand is named, as digits or words
+        nums = [int(t) for t in p.question.removeprefix("Compute ").rstrip(".").split() if t.isdigit()]
+        assert all(str(n) in w.question.lower() or number_words(n) in w.question.lower() for n in nums), w.question
+    varied = task.generate(600, seed=7, max_operand=9, max_value=99, trace="steps", wording="varied")
+    assert sum(v.question != w.question for v, w in zip(varied, wide)) > 450  # its own wordings, not "varied"'s
+    # the sign follows the setting, not the verb: "buy" words both all-gain and all-loss problems
+    gain_qs = [wide_question(random.Random(i), 5, [("+", 2), ("+", 3), ("+", 4)]) for i in range(3000)]
+    loss_qs = [wide_question(random.Random(i), 9, [("-", 2), ("-", 3), ("-", 1)]) for i in range(3000)]
+    assert any(re.search(r"\b(buys|bought)\b", q) for q in gain_qs)
+    assert any(re.search(r"\b(buys|bought)\b", q) for q in loss_qs)
+    assert not any(re.search(r"\b(minus|subtract|decreases|spends|spent|eats|ate|get off|got off)\b", q) for q in gain_qs)
+    assert not any(re.search(r"\b(plus|add|increases|earns|earned|bakes|baked|get on|got on)\b", q) for q in loss_qs)
+    # each event of a word problem draws its own phrase: some all-gain stories use several different verbs
+    assert sum(len({m for m in re.findall(r"\b(wins|finds|gives|buys|earns|is paid|gets|sells)\b", q)}) >= 2
+               for q in gain_qs) > 20
+    assert task.generate(600, seed=7, max_operand=9, max_value=99, trace="steps", wording="wide") == wide
+    with pytest.raises(ValueError, match=r"\*"):
+        task.generate(1, seed=0, ops="+*", wording="wide")

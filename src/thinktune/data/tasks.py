@@ -33,7 +33,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from thinktune.data.records import Record
-from thinktune.data.wordings import worded_question
+from thinktune.data.wordings import wide_question, worded_question
 
 
 class Task(Protocol):
@@ -70,7 +70,8 @@ class ChainArithmetic:
     ``ops`` (subset of "+-*"; "*" multiplies by a single digit 2..9 to keep numbers readable), ``max_value``
     (running totals stay in 0..max_value; subtraction never goes negative), ``trace`` ("rewrite", "steps" or
     "filler" = a decorative chain that does no work), ``wording`` ("compute" = "Compute 7 + 5 - 3."; "varied" =
-    the same chain in one of many wordings, thinktune.data.wordings, for + and - chains).
+    the same chain in one of many wordings, thinktune.data.wordings, for + and - chains; "wide" = the same families
+    with wider lists of gain and loss verbs, operator words and imperatives).
     """
 
     name: str = "chain_arith"
@@ -96,10 +97,10 @@ class ChainArithmetic:
             raise ValueError(f"ops must be a non-empty subset of '+-*', got {ops!r}")
         if trace not in ("rewrite", "steps", "filler"):
             raise ValueError(f"trace must be 'rewrite', 'steps' or 'filler', got {trace!r}")
-        if wording not in ("compute", "varied"):
-            raise ValueError(f"wording must be 'compute' or 'varied', got {wording!r}")
-        if wording == "varied" and "*" in ops:
-            raise ValueError("wording='varied' words + and - chains only; drop '*' from ops")
+        if wording not in ("compute", "varied", "wide"):
+            raise ValueError(f"wording must be 'compute', 'varied' or 'wide', got {wording!r}")
+        if wording != "compute" and "*" in ops:
+            raise ValueError(f"wording={wording!r} words + and - chains only; drop '*' from ops")
         rng = random.Random(f"{self.name}:{seed}")
         prefix = id_prefix or f"{self.name}-s{seed}"
         return [self._one(rng, f"{prefix}-{i}", min_ops, max_ops, max_operand, ops, max_value, trace, wording)
@@ -128,8 +129,9 @@ class ChainArithmetic:
             totals.append(new)
             total = new
         question = f"Compute {' '.join(terms)}."
-        if wording == "varied":  # its own random stream: numbers, trace and answer are the templated item's
-            question = worded_question(random.Random(f"wording:{rid}"), start, steps)
+        if wording != "compute":  # its own random stream: numbers, trace and answer are the templated item's
+            question = (worded_question if wording == "varied" else wide_question)(random.Random(f"wording:{rid}"),
+                                                                                   start, steps)
         if trace == "rewrite":  # line j: the running total after j+1 operations, then the untouched tail
             lines = [" ".join([str(t)] + terms[j + 2 :]) for j, t in enumerate(totals)]
         elif trace == "filler":  # its own random stream: the items are exactly those of the other traces
