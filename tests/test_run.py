@@ -166,40 +166,43 @@ def test_an_interrupted_restart_resumes_with_a_plain_run(tmp_path):
 
 def test_a_second_run_of_the_same_directory_is_refused_while_the_first_works(tmp_path):
     """Two `thinktune run`s of one run directory at once would sweep each other's temp files: the second is refused
-    with the holder's pid and runs nothing; once the first ends the directory is free again."""
-    from thinktune.run_lock import run_lock
+    with the holder's pid and runs nothing; once the first ends (here killed, -9) the directory is free again."""
+    from tests.helpers.locks import lock_held_elsewhere
 
     recipe = make_recipe(tmp_path)
     execute(recipe, stage_fns=FakeStages().fns())
     manifest = (recipe.run_dir() / "manifest.json").read_text()
     fake = FakeStages()
-    with run_lock(recipe.run_dir()):  # a separate open file: flock conflicts as with another process
+    with lock_held_elsewhere(recipe.run_dir()) as holder:
         with pytest.raises(RunStateError, match=rf"another `thinktune run` is working in this run directory \(pid "
-                                                rf"{os.getpid()}\)"):
+                                                rf"{holder.pid}\)"):
             execute(make_recipe(tmp_path, sft={"learning_rate": 1e-3}), restart_from="sft", stage_fns=fake.fns())
     assert fake.calls == [] and (recipe.run_dir() / "manifest.json").read_text() == manifest
     execute(make_recipe(tmp_path, sft={"learning_rate": 1e-3}), restart_from="sft", stage_fns=fake.fns())
     assert [c[0] for c in fake.calls] == ["sft", "audit"]
 
 
-def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
-    """kill -9 of the process holding the lock frees it (the kernel drops flock locks with the process)."""
-    import signal
+def test_the_lock_is_reentrant_within_a_process(tmp_path):
+    """The experiment runner holds the lock around `execute`, which takes it again: the same process enters, and
+    the lock stays held (against other processes) until the outer block ends."""
     import subprocess
     import sys
 
+    from thinktune.run_lock import run_lock, try_run_lock
+
     recipe = make_recipe(tmp_path)
-    code = ("import sys, pathlib; from thinktune.run_lock import run_lock\n"
-            "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(recipe.run_dir())], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunStateError, match=f"pid {holder.pid}"):
-            execute(recipe, stage_fns=FakeStages().fns())
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
+    probe = ("import sys, pathlib; from thinktune.run_lock import try_run_lock\n"
+             "with try_run_lock(pathlib.Path(sys.argv[1])) as mine: print(mine)")
+
+    def free_elsewhere() -> bool:
+        return subprocess.run([sys.executable, "-c", probe, str(recipe.run_dir())], capture_output=True, text=True,
+                              check=True).stdout.strip() == "True"
+
     fake = FakeStages()
-    execute(recipe, stage_fns=fake.fns())
-    assert [c[0] for c in fake.calls] == ["data", "base", "sft", "audit"]
+    with run_lock(recipe.run_dir()):
+        execute(recipe, stage_fns=fake.fns())  # re-enters
+        assert [c[0] for c in fake.calls] == ["data", "base", "sft", "audit"]
+        with try_run_lock(recipe.run_dir()) as mine:
+            assert mine
+        assert not free_elsewhere()  # the inner blocks ended, the outer one still holds it
+    assert free_elsewhere()

@@ -92,12 +92,16 @@ def test_an_identical_arm_of_another_experiment_shares_everything_including_the_
 
 
 def test_a_run_locked_by_a_live_process_is_left_alone_and_a_stale_lock_is_taken_over(tmp_path):
+    """The runner takes the same run lock as `thinktune run` (run_lock.py): busy while another process holds it,
+    free once that process is gone (killed -9: its lock file stays, with its pid, and blocks nothing)."""
+    from tests.helpers.locks import lock_held_elsewhere
+    from thinktune.run_lock import LOCK_FILE
+
     exp = load_experiment(write_experiment(tmp_path, seeds=[0]))
     out, results, calls = tmp_path / "runs", tmp_path / "results", []
-    lock = out / exp.name / "a-s0.lock"
-    lock.parent.mkdir(parents=True)
-    lock.write_text(str(os.getpid()))  # alive: this very process
-    assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "busy" and calls == []
-    lock.write_text("999999999")  # no such process
-    assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "done"
-    assert not lock.exists()
+    run_dir = out / exp.name / "a-s0"
+    with lock_held_elsewhere(run_dir) as holder:
+        assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "busy" and calls == []
+    assert (run_dir / LOCK_FILE).read_text().strip() == str(holder.pid)
+    assert run_one(exp, "a", 0, out, results, stage_fns=fake_stage_fns(calls)).status == "done" and calls
+    assert (results / exp.name / "a-s0.json").exists()

@@ -17,12 +17,11 @@ run.py's own state machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from thinktune.experiments.spec import LoadedExperiment, MetricSpec, arm_hash, f
 from thinktune.io import atomic_write_json
 from thinktune.progress import reporter
 from thinktune.run import RunState, execute, inputs_fingerprint, stage_inputs, versions
+from thinktune.run_lock import try_run_lock
 
 SHAREABLE = tuple(s.name for s in STAGES if not s.view)  # a view (the report) is cheap and always rebuilt
 _FIRST_TRAINING = next(i for i, s in enumerate(STAGES) if s.trains)
@@ -285,37 +285,6 @@ def audit_variant(run: RunState, exp: LoadedExperiment, name: str) -> None:
 # Running
 
 
-@contextlib.contextmanager
-def run_lock(root: Path) -> Iterator[bool]:
-    """An exclusive lock on one run directory (``<run>.lock`` holding the owner's pid), so two ``experiments run``
-    commands on the same ``--out`` never train the same run at once. Yields False when a live process holds it; a
-    lock left by a dead process is taken over."""
-    lock = root.with_name(f"{root.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # stale: its owner is gone
-                continue
-            except PermissionError:
-                pass  # alive, another user's
-            yield False
-            return
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        try:
-            yield True
-        finally:
-            lock.unlink(missing_ok=True)
-        return
-    yield False
-
-
 @dataclass
 class RunOutcome:
     experiment: str
@@ -339,7 +308,7 @@ def run_one(exp: LoadedExperiment, arm: str, seed: int, out: Path, results: Path
             old = {}
         if old.get("recipe_hash") == arm_hash(exp, arm, seed, reduced) and old.get("reduced") == reduced:
             return RunOutcome(exp.name, arm, seed, "skipped")
-    with run_lock(recipe.run_dir()) as mine:
+    with try_run_lock(recipe.run_dir()) as mine:  # held around sharing, execute (which re-enters it) and the summary
         if not mine:
             return RunOutcome(exp.name, arm, seed, "busy", error="another process is running it")
         return _run_locked(exp, arm, seed, recipe, out, spath, reduced, stage_fns)
