@@ -169,6 +169,10 @@ def test_untagged_chain_is_a_trace_only_when_asked():
     # an answer block without a think block: the steps stop before it
     tagged_answer = build_trace(encode, prompt, "4 + 9 = 13\n13 + 2 = 15\n<answer>15</answer>", RECORD, FMT, "auto")
     assert tagged_answer.steps == ("4 + 9 = 13", "13 + 2 = 15") and tagged_answer.final_text == "15"
+    # a think block opened and never closed: the tag is not a step, the lines after it are
+    unclosed = build_trace(encode, prompt, "<think>\n4 + 9 = 13\n13 + 2 = 15", RECORD, FMT, "auto")
+    assert unclosed.steps == ("4 + 9 = 13", "13 + 2 = 15") and unclosed.final_text == "15"
+    assert build_trace(encode, prompt, "<think>4 + 9 = 13", RECORD, FMT, "auto").steps == ("4 + 9 = 13",)
     # a tagged completion reads exactly as without the option
     tagged = "<think>\n4 + 9 = 13\n13 + 2 = 15\n</think>\n<answer>15</answer>"
     assert build_trace(encode, prompt, tagged, RECORD, FMT, "auto") == build_trace(encode, prompt, tagged, RECORD, FMT)

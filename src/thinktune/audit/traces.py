@@ -120,7 +120,8 @@ def build_trace(encode: Encode, prompt: str, completion: str, record: Record, fm
     """The scorer's view of one greedy completion; None when it has no steps or no single answer.
 
     ``untagged_extractor`` (``audit.untagged_chains``): a completion without a think block is read as a free-text
-    chain — its non-empty lines before any answer-open tag are the steps, the extractor's answer is its answer — and
+    chain — its non-empty lines before any answer-open tag are the steps (an opened, never closed think tag is not
+    one), the extractor's answer is its answer — and
     scored as if it had been written inside the format's tags (the same cue as a trained model's chain, so the two
     compare). Without it such a completion has no trace."""
     prefilled = think_prefilled(prompt, fmt)
@@ -128,7 +129,8 @@ def build_trace(encode: Encode, prompt: str, completion: str, record: Record, fm
     steps, answer, raw = parsed.steps, parsed.answer, raw_answer(completion, fmt)
     if untagged_extractor and untagged_extractor != "answer_tag" and parsed.reasoning is None and not prefilled:
         answer = extract_answer(completion, fmt, prefilled, extractor=untagged_extractor)
-        steps, raw = split_steps(completion.split(fmt.answer_open)[0]), answer
+        free = completion.split(fmt.answer_open)[0].replace(fmt.think_open, "\n")  # an unclosed <think> is no step
+        steps, raw = split_steps(free), answer
     if not steps or answer is None or raw is None or not record.answer.strip():
         return None
     head = head_text(prompt, fmt)
