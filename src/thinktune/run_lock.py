@@ -21,7 +21,7 @@ from pathlib import Path
 from thinktune.errors import RunStateError
 
 LOCK_FILE = ".thinktune.lock"
-_HELD: dict[Path, int] = {}  # run directory (resolved) -> how many blocks of this process hold its lock
+_HELD: set[Path] = set()  # run directories (resolved) whose lock this process holds
 
 
 @contextlib.contextmanager
@@ -30,12 +30,8 @@ def try_run_lock(root: Path) -> Iterator[bool]:
     when another process holds it. Re-entrant: a block nested in one of this process's that holds it yields True."""
     root.mkdir(parents=True, exist_ok=True)
     key = root.resolve()
-    if key in _HELD:
-        _HELD[key] += 1
-        try:
-            yield True
-        finally:
-            _HELD[key] -= 1
+    if key in _HELD:  # a nested block: the outer one keeps the lock and releases it
+        yield True
         return
     try:
         import fcntl
@@ -51,11 +47,11 @@ def try_run_lock(root: Path) -> Iterator[bool]:
             return
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _HELD[key] = 1
+        _HELD.add(key)
         try:
             yield True
         finally:
-            del _HELD[key]
+            _HELD.discard(key)
     finally:
         os.close(fd)  # releases the lock
 
