@@ -1,5 +1,7 @@
 """Experiment file validation: every mistake is a clear error naming the field (and a non-zero CLI exit)."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -87,3 +89,16 @@ def test_seeds_select_runs_and_an_unknown_seed_is_an_error(tmp_path, monkeypatch
         res = CliRunner().invoke(app, ["experiments", "run", "01", "--seeds", bad, "--out", str(tmp_path / "runs")])
         assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
         assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_planned_experiments_load_with_recipes_from_the_repository_root():
+    """experiments/planned/ holds defined, not yet run experiments (README: run one with its path); their recipe
+    paths are relative to the repository root like every other experiment's."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted((repo / "experiments" / "planned").glob("*.yaml"))
+    assert files
+    for f in files:
+        exp = load_experiment(f)
+        assert exp.root == repo
+        for arm in exp.spec.arms:
+            assert exp.arm_recipe(arm, exp.spec.seeds[0]).model.path == "smollm2"

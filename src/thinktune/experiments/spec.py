@@ -330,9 +330,10 @@ def _fields_at(loc: tuple) -> list[str]:
 
 
 def _repo_root(path: Path) -> Path:
-    """The directory that holds ``experiments/`` (recipe paths are relative to it)."""
+    """The directory that holds ``experiments/`` (recipe paths are relative to it), for a file anywhere below it
+    (``experiments/planned/`` included); a file outside any ``experiments/`` directory: its own directory."""
     p = path.resolve().parent
-    return p.parent if p.name == EXPERIMENTS_DIR else p
+    return next((d.parent for d in (p, *p.parents) if d.name == EXPERIMENTS_DIR), p)
 
 
 def discover(directory: str | Path = EXPERIMENTS_DIR) -> list[Path]:
